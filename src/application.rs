@@ -1,0 +1,167 @@
+//! Applications: what serves a connection given its scope. Routers, middleware and consumers all
+//! are applications, so they nest (as ASGI applications do in Channels).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::{self, WebsocketConsumer, WebsocketError};
+use crate::layer::ChannelLayer;
+use crate::scope::Scope;
+
+/// A boxed, `Send`, `'static` future, as applications return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Serves WebSocket connections: given a pending [`Handshake`], answers it (reject, or accept and
+/// run the connection) and returns when the connection is over.
+///
+/// [`URLRouter`](crate::routing::URLRouter) is one; so is every consumer factory — any
+/// `Fn() -> C` where `C:` [`WebsocketConsumer`], such as `Chat::default` — which makes one
+/// consumer per connection. Middleware implements it by wrapping another application.
+pub trait WebsocketApplication: Send + Sync + 'static {
+    /// Serves one connection. The server runs the returned future as the connection's own task;
+    /// the handshake is answered with the first of `reject`, the consumer's accept, or — if the
+    /// handshake is dropped unanswered — HTTP 500.
+    fn call(&self, handshake: Handshake) -> BoxFuture<()>;
+}
+
+impl<F, C> WebsocketApplication for F
+where
+    F: Fn() -> C + Send + Sync + 'static,
+    C: WebsocketConsumer,
+{
+    fn call(&self, handshake: Handshake) -> BoxFuture<()> {
+        Box::pin(consumer::run(self(), handshake))
+    }
+}
+
+impl WebsocketApplication for Arc<dyn WebsocketApplication> {
+    fn call(&self, handshake: Handshake) -> BoxFuture<()> {
+        (**self).call(handshake)
+    }
+}
+
+/// A WebSocket handshake waiting for its answer: the scope, and the means to reject the
+/// connection with an HTTP status or (for consumers) to accept it.
+pub struct Handshake {
+    scope: Scope,
+    pending: PendingHandshake,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("path", &self.scope.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the server gives every connection: the channel layer, socket settings and the shutdown
+/// signal.
+pub(crate) struct ConnectionEnv {
+    pub(crate) layer: Arc<dyn ChannelLayer>,
+    pub(crate) websocket: WebSocketConfig,
+    pub(crate) close_timeout: Duration,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The server's side of a pending handshake.
+pub(crate) struct PendingHandshake {
+    respond: oneshot::Sender<HandshakeResponse>,
+    upgrade: OnUpgrade,
+    pub(crate) env: Arc<ConnectionEnv>,
+}
+
+/// How a handshake is answered.
+#[derive(Debug)]
+pub(crate) enum HandshakeResponse {
+    Accept {
+        subprotocol: Option<String>,
+        headers: HeaderMap,
+    },
+    Reject {
+        status: StatusCode,
+    },
+}
+
+/// An accepted WebSocket over the upgraded HTTP connection.
+pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+impl Handshake {
+    pub(crate) fn new(
+        scope: Scope,
+        respond: oneshot::Sender<HandshakeResponse>,
+        upgrade: OnUpgrade,
+        env: Arc<ConnectionEnv>,
+    ) -> Self {
+        Self {
+            scope,
+            pending: PendingHandshake {
+                respond,
+                upgrade,
+                env,
+            },
+        }
+    }
+
+    /// The connection's scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The connection's scope, for middleware to change before passing the handshake on.
+    pub fn scope_mut(&mut self) -> &mut Scope {
+        &mut self.scope
+    }
+
+    /// The channel layer the server gives its consumers.
+    pub fn channel_layer(&self) -> &Arc<dyn ChannelLayer> {
+        &self.pending.env.layer
+    }
+
+    /// Answers the handshake with `status` (e.g. 403, 404) instead of upgrading.
+    pub fn reject(self, status: StatusCode) {
+        self.pending.reject(status);
+    }
+
+    pub(crate) fn into_parts(self) -> (Scope, PendingHandshake) {
+        (self.scope, self.pending)
+    }
+}
+
+impl PendingHandshake {
+    pub(crate) fn reject(self, status: StatusCode) {
+        // The client may be gone already; then nobody needs the answer.
+        let _ = self.respond.send(HandshakeResponse::Reject { status });
+    }
+
+    /// Answers 101 and waits for hyper to hand over the upgraded connection.
+    pub(crate) async fn accept(
+        self,
+        subprotocol: Option<String>,
+        headers: HeaderMap,
+    ) -> Result<Socket, WebsocketError> {
+        self.respond
+            .send(HandshakeResponse::Accept {
+                subprotocol,
+                headers,
+            })
+            .map_err(|_| WebsocketError::Closed)?;
+        let upgraded = self.upgrade.await.map_err(|_| WebsocketError::Closed)?;
+        Ok(WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(self.env.websocket),
+        )
+        .await)
+    }
+}

@@ -1,0 +1,256 @@
+//! Consumers: the user's type that serves one WebSocket connection, one event at a time.
+//!
+//! A consumer is plain `&mut self` state: its methods never run concurrently, so it needs no locks
+//! (as in Channels). The connection's task owns it and waits, all at once, for frames from the
+//! socket, events from the consumer's channel, and the server's shutdown.
+//!
+//! # Lifecycle
+//!
+//! 1. `connect` runs while the client waits for the handshake's answer. It calls
+//!    [`Context::accept`] (or [`accept_subprotocol`](Context::accept_subprotocol) /
+//!    [`accept_with`](Context::accept_with)) to upgrade, or [`Context::close`] to refuse the
+//!    handshake with HTTP 403. Returning without either also refuses with 403 (and a warning).
+//! 2. `receive` runs for each text or binary message, `event` for each channel-layer event.
+//! 3. `disconnect(code)` runs exactly once, whatever ended the connection: the client's close frame
+//!    (its code, or 1005 if it gave none), a dropped TCP connection (1006), [`Context::close`] (the
+//!    code sent), server shutdown (1001), a handler error or panic (1011), or a refused handshake
+//!    (1006). It runs as soon as the connection ends, not after the events still queued for it;
+//!    those are dropped with the consumer's channel.
+//!
+//! A handler that returns an error or panics closes its own connection with 1011 and nothing
+//! else; the error is logged at `ERROR` on the target `switchboard::consumer`. Group memberships
+//! end with the connection: the consumer's channel is deleted, and with it every membership.
+
+mod context;
+mod runner;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+
+use crate::error::Result;
+use crate::layer::Event;
+use crate::websocket::{close_code, Message};
+
+pub use context::{AcceptOptions, Context, WebsocketError};
+pub(crate) use runner::run;
+
+/// A WebSocket consumer over raw text and binary messages (Channels' `AsyncWebsocketConsumer`).
+///
+/// Any `Fn() -> C` factory for a consumer `C`, e.g. `Echo::default`, is a
+/// [`WebsocketApplication`](crate::application::WebsocketApplication) that a route can hold.
+///
+/// ```
+/// use switchboard::consumer::{Context, WebsocketConsumer};
+/// use switchboard::websocket::Message;
+///
+/// #[derive(Default)]
+/// struct Echo;
+///
+/// #[async_trait::async_trait]
+/// impl WebsocketConsumer for Echo {
+///     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
+///         match message {
+///             Message::Text(text) => ctx.send_text(text).await?,
+///             Message::Binary(bytes) => ctx.send_binary(bytes).await?,
+///         }
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait WebsocketConsumer: Send + 'static {
+    /// Runs when the client asks to connect; accept or refuse here. The default accepts.
+    ///
+    /// # Errors
+    ///
+    /// An error (or panic) refuses the handshake with HTTP 500, or closes with 1011 if it came
+    /// after accepting.
+    async fn connect(&mut self, ctx: &mut Context) -> Result<()> {
+        ctx.accept().await?;
+        Ok(())
+    }
+
+    /// Runs for each text or binary message from the client.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn receive(&mut self, ctx: &mut Context, message: Message) -> Result<()>;
+
+    /// Runs for each channel-layer event sent to this consumer's channel or to a group it is in.
+    /// The default ignores it.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn event(&mut self, ctx: &mut Context, event: Event) -> Result<()> {
+        let _ = (ctx, event);
+        Ok(())
+    }
+
+    /// Runs once when the connection has ended, with the close code (see the [module
+    /// docs](self)). The socket is gone; the channel layer still works (e.g. to tell a group).
+    ///
+    /// # Errors
+    ///
+    /// An error is logged; the connection is over either way.
+    async fn disconnect(&mut self, ctx: &mut Context, code: u16) -> Result<()> {
+        let _ = (ctx, code);
+        Ok(())
+    }
+}
+
+/// Why a message could not be given to a [`JsonWebsocketConsumer`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidMessage {
+    /// A binary frame; JSON consumers take text.
+    #[error("binary messages are not accepted; send JSON text")]
+    Binary,
+    /// Text that is not JSON of the consumer's `Incoming` type.
+    #[error("invalid message: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A consumer of JSON messages and typed channel-layer events (Channels'
+/// `AsyncJsonWebsocketConsumer`).
+///
+/// `Incoming` is what clients send; `Event` is what the layer delivers, usually a
+/// `#[serde(tag = "type")]` enum. Every `JsonWebsocketConsumer` is a [`WebsocketConsumer`].
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use switchboard::consumer::{Context, JsonWebsocketConsumer};
+///
+/// #[derive(Default)]
+/// struct Chat { room: String }
+///
+/// #[derive(Deserialize)]
+/// struct ChatIn { message: String }
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(tag = "type", rename = "chat.message")]
+/// struct ChatMessage { message: String }
+///
+/// #[async_trait::async_trait]
+/// impl JsonWebsocketConsumer for Chat {
+///     type Incoming = ChatIn;
+///     type Event = ChatMessage;
+///
+///     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+///         self.room = format!("chat_{}", ctx.scope().url_route.get("room").unwrap_or("lobby"));
+///         ctx.group_add(&self.room).await?;
+///         ctx.accept().await?;
+///         Ok(())
+///     }
+///
+///     async fn receive_json(&mut self, ctx: &mut Context, msg: ChatIn) -> switchboard::Result<()> {
+///         ctx.group_send(&self.room, &ChatMessage { message: msg.message }).await?;
+///         Ok(())
+///     }
+///
+///     async fn event(&mut self, ctx: &mut Context, event: ChatMessage) -> switchboard::Result<()> {
+///         ctx.send_json(&serde_json::json!({ "message": event.message })).await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait JsonWebsocketConsumer: Send + 'static {
+    /// What clients send, parsed from each text message.
+    type Incoming: DeserializeOwned + Send;
+    /// What the channel layer delivers to this consumer.
+    type Event: DeserializeOwned + Send;
+
+    /// As [`WebsocketConsumer::connect`]. The default accepts.
+    ///
+    /// # Errors
+    ///
+    /// As [`WebsocketConsumer::connect`].
+    async fn connect(&mut self, ctx: &mut Context) -> Result<()> {
+        ctx.accept().await?;
+        Ok(())
+    }
+
+    /// Runs for each message that parsed as `Incoming`.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn receive_json(&mut self, ctx: &mut Context, message: Self::Incoming) -> Result<()>;
+
+    /// Runs for each channel-layer event that parsed as `Event`. An event that does not parse is
+    /// logged at `WARN` and dropped. The default ignores events.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn event(&mut self, ctx: &mut Context, event: Self::Event) -> Result<()> {
+        let _ = (ctx, event);
+        Ok(())
+    }
+
+    /// Runs for a message that is not JSON of type `Incoming`, or is binary. The default closes
+    /// the connection: 1007 (invalid payload) with the parse error as the reason, or 1003
+    /// (unsupported data) for binary. Override it to answer with an error message and carry on.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn invalid_message(&mut self, ctx: &mut Context, error: InvalidMessage) -> Result<()> {
+        let code = match error {
+            InvalidMessage::Binary => close_code::UNSUPPORTED_DATA,
+            InvalidMessage::Json(_) => close_code::INVALID_PAYLOAD,
+        };
+        ctx.close(code, &error.to_string()).await?;
+        Ok(())
+    }
+
+    /// As [`WebsocketConsumer::disconnect`].
+    ///
+    /// # Errors
+    ///
+    /// An error is logged.
+    async fn disconnect(&mut self, ctx: &mut Context, code: u16) -> Result<()> {
+        let _ = (ctx, code);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
+    async fn connect(&mut self, ctx: &mut Context) -> Result<()> {
+        JsonWebsocketConsumer::connect(self, ctx).await
+    }
+
+    async fn receive(&mut self, ctx: &mut Context, message: Message) -> Result<()> {
+        let parsed = match &message {
+            Message::Text(text) => serde_json::from_str::<T::Incoming>(text).map_err(Into::into),
+            Message::Binary(_) => Err(InvalidMessage::Binary),
+        };
+        match parsed {
+            Ok(incoming) => self.receive_json(ctx, incoming).await,
+            Err(error) => self.invalid_message(ctx, error).await,
+        }
+    }
+
+    async fn event(&mut self, ctx: &mut Context, event: Event) -> Result<()> {
+        match event.decode::<T::Event>() {
+            Ok(typed) => JsonWebsocketConsumer::event(self, ctx, typed).await,
+            Err(error) => {
+                tracing::warn!(
+                    target: "switchboard::consumer",
+                    event_type = event.event_type(),
+                    channel = ctx.channel_name(),
+                    %error,
+                    "event does not fit the consumer's Event type: dropped"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn disconnect(&mut self, ctx: &mut Context, code: u16) -> Result<()> {
+        JsonWebsocketConsumer::disconnect(self, ctx, code).await
+    }
+}

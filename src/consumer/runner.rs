@@ -1,0 +1,197 @@
+//! The connection runner: one task per WebSocket that owns the consumer and the socket.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use http::StatusCode;
+use tokio_tungstenite::tungstenite::{self, error::CapacityError};
+use tracing::Instrument;
+
+use super::context::{Context, Phase};
+use super::WebsocketConsumer;
+use crate::application::Handshake;
+use crate::websocket::{close_code, Message, Utf8Bytes};
+
+/// How a handler failed.
+enum Failure {
+    Error(crate::Error),
+    Panic(String),
+}
+
+/// Runs a handler, turning a panic into a [`Failure`] so that it ends only this connection.
+async fn guarded<F>(handler: F) -> Result<(), Failure>
+where
+    F: Future<Output = crate::Result<()>>,
+{
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(Failure::Error(error)),
+        Err(panic) => Err(Failure::Panic(panic_message(&*panic))),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
+
+/// Logs a handler's failure and ends the connection for it: HTTP 500 if the handshake is still
+/// pending, close 1011 if open.
+async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
+    match &failure {
+        Failure::Error(error) => tracing::error!(
+            target: "switchboard::consumer",
+            handler,
+            %error,
+            "consumer handler failed; closing its connection"
+        ),
+        Failure::Panic(message) => tracing::error!(
+            target: "switchboard::consumer",
+            handler,
+            panic = %message,
+            "consumer handler panicked; closing its connection"
+        ),
+    }
+    match std::mem::replace(&mut ctx.phase, Phase::Closed) {
+        Phase::Pending(pending) => {
+            pending.reject(StatusCode::INTERNAL_SERVER_ERROR);
+            ctx.phase = Phase::Refused;
+        }
+        Phase::Open(socket) => {
+            ctx.phase = Phase::Open(socket);
+            // If the close frame cannot be written the socket is gone and the phase says so.
+            let _ = ctx
+                .close(close_code::INTERNAL_ERROR, "internal server error")
+                .await;
+        }
+        other => ctx.phase = other,
+    }
+}
+
+/// Serves one connection with `consumer`, from the pending handshake to `disconnect`.
+pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake) {
+    let (scope, pending) = handshake.into_parts();
+    let env = pending.env.clone();
+    let mut inbox = match env.layer.new_channel().await {
+        Ok(inbox) => inbox,
+        Err(error) => {
+            tracing::error!(target: "switchboard::consumer", %error, "could not make a channel for a new connection");
+            pending.reject(StatusCode::INTERNAL_SERVER_ERROR);
+            return;
+        }
+    };
+    let span = tracing::debug_span!(
+        target: "switchboard::consumer",
+        "websocket",
+        path = %scope.path,
+        client = ?scope.client,
+        channel = inbox.name(),
+    );
+    let ctx = Context::new(scope, inbox.name().into(), env.layer.clone(), pending);
+    serve(consumer, ctx, &mut inbox, &env).instrument(span).await;
+    // `inbox` drops here: the layer forgets the channel and all its group memberships.
+}
+
+async fn serve<C: WebsocketConsumer>(
+    mut consumer: C,
+    mut ctx: Context,
+    inbox: &mut crate::layer::ChannelReceiver,
+    env: &crate::application::ConnectionEnv,
+) {
+    if let Err(failure) = guarded(consumer.connect(&mut ctx)).await {
+        fail(&mut ctx, "connect", failure).await;
+    }
+    if let Phase::Pending(pending) = std::mem::replace(&mut ctx.phase, Phase::Refused) {
+        tracing::warn!(target: "switchboard::consumer", "connect returned without accept or close: refusing with 403");
+        pending.reject(StatusCode::FORBIDDEN);
+    }
+
+    let code = loop {
+        let socket = match &mut ctx.phase {
+            Phase::Open(socket) => socket,
+            Phase::Closing(_, code) => break *code,
+            Phase::Refused | Phase::Closed | Phase::Pending(_) => break close_code::ABNORMAL,
+        };
+        tokio::select! {
+            biased;
+            () = env.shutdown.cancelled() => {
+                // On failure the phase is `Closed` and the loop ends with 1006.
+                let _ = ctx.close(close_code::GOING_AWAY, "server shutting down").await;
+            }
+            frame = socket.next() => {
+                let message = match frame {
+                    Some(Ok(tungstenite::Message::Text(text))) => Message::Text(Utf8Bytes::from_tungstenite(text)),
+                    Some(Ok(tungstenite::Message::Binary(bytes))) => Message::Binary(bytes),
+                    Some(Ok(tungstenite::Message::Close(frame))) => {
+                        let code = frame.map_or(close_code::NO_STATUS, |f| f.code.into());
+                        // tungstenite queued the close reply; write it out, briefly.
+                        let _ = tokio::time::timeout(env.close_timeout, socket.flush()).await;
+                        break code;
+                    }
+                    Some(Ok(_)) => continue, // ping, pong: tungstenite answers pings itself
+                    Some(Err(error)) => {
+                        let code = read_error_code(&error);
+                        tracing::debug!(target: "switchboard::consumer", %error, code, "read failed; closing");
+                        if code != close_code::ABNORMAL {
+                            let frame = tungstenite::protocol::CloseFrame {
+                                code: code.into(),
+                                reason: crate::websocket::truncate_reason(&error.to_string()).into(),
+                            };
+                            let _ = tokio::time::timeout(env.close_timeout, socket.close(Some(frame))).await;
+                        }
+                        break code;
+                    }
+                    None => break close_code::ABNORMAL,
+                };
+                if let Err(failure) = guarded(consumer.receive(&mut ctx, message)).await {
+                    fail(&mut ctx, "receive", failure).await;
+                }
+            }
+            event = inbox.recv() => {
+                if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
+                    fail(&mut ctx, "event", failure).await;
+                }
+            }
+        }
+    };
+
+    // We sent a close frame: wait (briefly) for the client's, discarding what comes before it.
+    if let Phase::Closing(socket, _) = &mut ctx.phase {
+        let drain = async { while let Some(Ok(_)) = socket.next().await {} };
+        let _ = tokio::time::timeout(env.close_timeout, drain).await;
+    }
+    ctx.phase = Phase::Closed; // drops the socket: TCP closes before `disconnect` runs
+    tracing::debug!(target: "switchboard::consumer", code, "disconnected");
+    if let Err(failure) = guarded(consumer.disconnect(&mut ctx, code)).await {
+        match failure {
+            Failure::Error(error) => {
+                tracing::error!(target: "switchboard::consumer", %error, "disconnect failed")
+            }
+            Failure::Panic(panic) => {
+                tracing::error!(target: "switchboard::consumer", %panic, "disconnect panicked")
+            }
+        }
+    }
+}
+
+/// The close code for a failed read: the peer broke the protocol (1002), sent bad UTF-8 (1007),
+/// or a message over the size limit (1009); anything else is a dropped connection (1006).
+fn read_error_code(error: &tungstenite::Error) -> u16 {
+    match error {
+        tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => {
+            close_code::MESSAGE_TOO_BIG
+        }
+        tungstenite::Error::Capacity(_) | tungstenite::Error::Protocol(_) => {
+            close_code::PROTOCOL_ERROR
+        }
+        tungstenite::Error::Utf8(_) => close_code::INVALID_PAYLOAD,
+        _ => close_code::ABNORMAL,
+    }
+}

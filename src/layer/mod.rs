@@ -1,0 +1,533 @@
+//! The channel layer: process-wide (or cluster-wide) messaging between consumers, as in Channels.
+//!
+//! # Semantics
+//!
+//! A *channel* is a bounded queue with a name. [`ChannelLayer::new_channel`] makes a
+//! process-specific channel (its name has a `!`, e.g. `specific.1f0c…!42`) and hands back the one
+//! [`ChannelReceiver`] that reads it; every consumer gets one on connect. Any other valid name is a
+//! *named channel* that exists as soon as somebody sends to it or receives from it (a worker's
+//! `"thumbnails"`), read with [`ChannelLayer::receive`].
+//!
+//! A *group* is a named set of channel names. [`ChannelLayer::group_send`] delivers one message to
+//! every member; the message is encoded once and shared by all of them ([`Event`] is a
+//! reference-counted JSON text).
+//!
+//! **Capacity.** Each channel holds at most `capacity` messages (Channels' default, 100).
+//! [`ChannelLayer::send`] to a full channel fails with [`LayerError::ChannelFull`];
+//! [`ChannelLayer::group_send`] skips a full member, and — unlike Channels, which loses those
+//! messages silently — counts each skip in [`LayerStats::dropped_full`] and logs it at `WARN` on the
+//! target `switchboard::layer`.
+//!
+//! **Expiry.** A message not received within `expiry` (default 60 s) is dropped and counted in
+//! [`LayerStats::expired`]. A group membership lasts `group_expiry` (default 86400 s, Channels'
+//! `group_expiry`) from its last `group_add`; an expired member gets no more group messages.
+//!
+//! **Names.** Channel and group names are ASCII letters, digits, `-`, `_` and `.`, fewer than 100
+//! characters; a channel name may carry one `!` that separates a process prefix from a local part.
+//! Anything else is refused with [`LayerError::InvalidName`].
+//!
+//! **Leaving.** Dropping a [`ChannelReceiver`] deletes its channel and takes it out of every group,
+//! so a consumer that goes, however it goes, leaves nothing behind.
+
+mod in_memory;
+mod queue;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::websocket::Utf8Bytes;
+
+pub use in_memory::{InMemoryChannelLayer, InMemoryConfig};
+pub(crate) use queue::ChannelQueue;
+
+/// Names must be shorter than this many characters (Channels' `MAX_NAME_LENGTH`).
+pub const MAX_NAME_LENGTH: usize = 100;
+
+/// A channel layer: named channels (point to point) and groups (broadcast).
+///
+/// The methods are Channels' `channel_layer` API; every backend (in memory, Redis) keeps the
+/// semantics in the [module docs](self). The trait is object safe: consumers hold an
+/// `Arc<dyn ChannelLayer>`, so consumer code does not change between layers.
+///
+/// # Cancel safety
+///
+/// [`receive`](Self::receive) is cancel safe: a message is taken off its queue only when the call
+/// returns it. The other methods complete their one change before their first await point in the
+/// in-memory layer; a networked layer documents its own guarantee.
+#[async_trait]
+pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
+    /// Creates a process-specific channel and returns its receiver; the channel's name is
+    /// [`ChannelReceiver::name`]. Dropping the receiver deletes the channel and its group
+    /// memberships.
+    ///
+    /// # Errors
+    ///
+    /// A networked layer fails when it cannot register the channel; the in-memory layer never fails.
+    async fn new_channel(&self) -> Result<ChannelReceiver, LayerError>;
+
+    /// Sends `event` to the channel named `channel`.
+    ///
+    /// A send to a process-specific name whose receiver is gone is dropped and counted in
+    /// [`LayerStats::dropped_no_receiver`], as Channels drops it (the peer left; the sender is not
+    /// at fault). A named channel is created by its first send.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad name; [`LayerError::ChannelFull`] when the channel
+    /// holds its capacity of unexpired messages.
+    async fn send(&self, channel: &str, event: Event) -> Result<(), LayerError>;
+
+    /// Waits for the next message on the channel named `channel` (for workers and tasks that are
+    /// not consumers; a consumer's own channel is read by its connection). Expired messages are
+    /// skipped and counted.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad name.
+    async fn receive(&self, channel: &str) -> Result<Event, LayerError>;
+
+    /// Adds `channel` to `group`, or renews its membership (the group expiry counts from now).
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group or channel name.
+    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+
+    /// Takes `channel` out of `group`; nothing happens if it was not a member.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group or channel name.
+    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+
+    /// Sends `event` to every current member of `group`, sharing one encoding. Full members are
+    /// skipped and counted ([`LayerStats::dropped_full`]); a group with no members is not an error.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group name.
+    async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError>;
+
+    /// Empties every channel and deletes every group (for tests; as Channels' `flush`). Receivers
+    /// stay valid.
+    ///
+    /// # Errors
+    ///
+    /// A networked layer fails when its backend does; the in-memory layer never fails.
+    async fn flush(&self) -> Result<(), LayerError>;
+
+    /// A snapshot of the layer's counts, for metrics.
+    fn stats(&self) -> LayerStats;
+}
+
+/// A snapshot of a layer's counts. Gauges (`channels`, `groups`, `memberships`) are current;
+/// the rest are totals since the layer was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayerStats {
+    /// Channels the layer knows now (process-specific and named).
+    pub channels: usize,
+    /// Groups with at least one member.
+    pub groups: usize,
+    /// Group memberships, summed over all groups.
+    pub memberships: usize,
+    /// Messages put on a queue (each group member's copy counts once).
+    pub queued: u64,
+    /// `send` calls refused with [`LayerError::ChannelFull`].
+    pub rejected_full: u64,
+    /// Group deliveries skipped because the member's channel was full.
+    pub dropped_full: u64,
+    /// Messages dropped because they were not received within the expiry.
+    pub expired: u64,
+    /// Sends to a process-specific channel whose receiver was gone.
+    pub dropped_no_receiver: u64,
+    /// Group memberships dropped because they outlived the group expiry.
+    pub expired_memberships: u64,
+}
+
+/// Whether a channel or a group is meant, in [`LayerError::InvalidName`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    /// A channel name.
+    Channel,
+    /// A group name.
+    Group,
+}
+
+impl fmt::Display for NameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Channel => "channel",
+            Self::Group => "group",
+        })
+    }
+}
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidNameReason {
+    /// The name is empty.
+    #[error("it is empty")]
+    Empty,
+    /// The name has [`MAX_NAME_LENGTH`] characters or more.
+    #[error("it has {length} characters; names are shorter than {MAX_NAME_LENGTH}")]
+    TooLong {
+        /// The name's length in bytes.
+        length: usize,
+    },
+    /// A character outside ASCII letters, digits, `-`, `_`, `.` (and one `!` in channel names).
+    #[error("{character:?} at byte {index} is not an ASCII letter, digit, '-', '_' or '.'")]
+    InvalidCharacter {
+        /// The character.
+        character: char,
+        /// Its byte offset in the name.
+        index: usize,
+    },
+}
+
+/// An error from a channel layer operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayerError {
+    /// A channel or group name broke the naming rules.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        /// Channel or group.
+        kind: NameKind,
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: InvalidNameReason,
+    },
+    /// `send` found the channel holding its capacity of unexpired messages.
+    #[error("channel {channel:?} is full ({capacity} messages waiting)")]
+    ChannelFull {
+        /// The channel's name.
+        channel: String,
+        /// Its capacity, in messages.
+        capacity: usize,
+    },
+    /// The message could not be made into an [`Event`].
+    #[error(transparent)]
+    Event(#[from] EventError),
+}
+
+/// Checks a group name: ASCII letters, digits, `-`, `_`, `.`, 1 to 99 characters.
+///
+/// # Errors
+///
+/// [`LayerError::InvalidName`] saying what is wrong.
+pub fn validate_group_name(name: &str) -> Result<(), LayerError> {
+    check_name(name, NameKind::Group)
+}
+
+/// Checks a channel name: as a group name, and it may hold one `!` (process-specific names such
+/// as `specific.ab12!7`; the part after `!` may be empty).
+///
+/// # Errors
+///
+/// [`LayerError::InvalidName`] saying what is wrong.
+pub fn validate_channel_name(name: &str) -> Result<(), LayerError> {
+    check_name(name, NameKind::Channel)
+}
+
+fn check_name(name: &str, kind: NameKind) -> Result<(), LayerError> {
+    let refuse = |reason| {
+        Err(LayerError::InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return refuse(InvalidNameReason::Empty);
+    }
+    if name.len() >= MAX_NAME_LENGTH {
+        return refuse(InvalidNameReason::TooLong { length: name.len() });
+    }
+    let mut bang_seen = false;
+    for (index, byte) in name.bytes().enumerate() {
+        let ok = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'-' | b'_' | b'.')
+            || (byte == b'!' && kind == NameKind::Channel && !bang_seen && index > 0);
+        if !ok {
+            let character = name[index..].chars().next().unwrap_or('\u{fffd}');
+            return refuse(InvalidNameReason::InvalidCharacter { character, index });
+        }
+        bang_seen |= byte == b'!';
+    }
+    Ok(())
+}
+
+/// Whether `channel` is a process-specific name (one made by [`ChannelLayer::new_channel`]).
+pub fn is_process_specific(channel: &str) -> bool {
+    channel.contains('!')
+}
+
+/// A channel-layer message: a JSON object with a string `"type"` (e.g. `"chat.message"`),
+/// encoded once and shared by every recipient (cloning it is one atomic increment).
+///
+/// Consumers dispatch on the type; the typed form is a `#[serde(tag = "type")]` enum:
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use switchboard::layer::Event;
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// #[serde(tag = "type", rename_all = "snake_case")]
+/// enum RoomEvent {
+///     Message { text: String },
+///     Joined { user: String },
+/// }
+///
+/// let event = Event::new(&RoomEvent::Joined { user: "ada".into() })?;
+/// assert_eq!(event.event_type(), "joined");
+/// assert_eq!(event.json(), r#"{"type":"joined","user":"ada"}"#);
+/// assert_eq!(event.decode::<RoomEvent>()?, RoomEvent::Joined { user: "ada".into() });
+/// # Ok::<(), switchboard::layer::EventError>(())
+/// ```
+#[derive(Clone)]
+pub struct Event(Arc<EventInner>);
+
+struct EventInner {
+    event_type: Box<str>,
+    json: Utf8Bytes,
+}
+
+/// Why a value could not be made into an [`Event`], or an event into a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The value did not serialize, or the JSON did not parse into the wanted type.
+    #[error("event JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The JSON is not an object with a string `"type"` field.
+    #[error("an event must be a JSON object with a string \"type\" field")]
+    MissingType,
+}
+
+#[derive(Deserialize)]
+struct TypeField<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Cow<'a, str>,
+}
+
+impl Event {
+    /// Serializes `value` (once) into an event.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::Json`] if it does not serialize; [`EventError::MissingType`] if it is not a
+    /// JSON object with a string `"type"`.
+    pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self, EventError> {
+        Self::from_json(serde_json::to_string(value)?)
+    }
+
+    /// Makes an event of JSON text that is already encoded (e.g. read from a network broker).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::Json`] if it is not JSON; [`EventError::MissingType`] if it is not an object
+    /// with a string `"type"`.
+    pub fn from_json(json: impl Into<String>) -> Result<Self, EventError> {
+        let json: String = json.into();
+        if !json.trim_start().starts_with('{') {
+            return Err(EventError::MissingType);
+        }
+        let field: TypeField<'_> = serde_json::from_str(&json).map_err(|error| {
+            if error.is_data() {
+                EventError::MissingType
+            } else {
+                EventError::Json(error)
+            }
+        })?;
+        let event_type = field.event_type.into_owned().into_boxed_str();
+        Ok(Self(Arc::new(EventInner {
+            event_type,
+            json: json.into(),
+        })))
+    }
+
+    /// The event's `"type"`.
+    pub fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+
+    /// The whole event as JSON text.
+    pub fn json(&self) -> &str {
+        self.0.json.as_str()
+    }
+
+    /// The JSON text, shared: send it as a text frame without copying or re-encoding.
+    pub fn to_text(&self) -> Utf8Bytes {
+        self.0.json.clone()
+    }
+
+    /// Parses the event into `T` (usually a `#[serde(tag = "type")]` enum).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::Json`] if the JSON does not fit `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, EventError> {
+        Ok(serde_json::from_str(self.json())?)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Event").field(&self.json()).finish()
+    }
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+/// The receiving end of a process-specific channel, made by [`ChannelLayer::new_channel`].
+///
+/// Dropping it deletes the channel and takes it out of every group it was in.
+pub struct ChannelReceiver {
+    name: Arc<str>,
+    queue: Arc<ChannelQueue>,
+    on_drop: Option<OnDrop>,
+}
+
+/// What a layer does when a receiver is dropped: forget the channel named by the argument.
+pub(crate) type OnDrop = Box<dyn FnOnce(&str) + Send + Sync>;
+
+impl ChannelReceiver {
+    pub(crate) fn new(
+        name: Arc<str>,
+        queue: Arc<ChannelQueue>,
+        on_drop: OnDrop,
+    ) -> Self {
+        Self {
+            name,
+            queue,
+            on_drop: Some(on_drop),
+        }
+    }
+
+    /// The channel's name: give it to others so they can `send` to this channel.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits for the next unexpired message.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message leaves the queue only when this returns it.
+    pub async fn recv(&mut self) -> Event {
+        self.queue.pop().await
+    }
+
+    /// The next unexpired message if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.queue.try_pop()
+    }
+}
+
+impl Drop for ChannelReceiver {
+    fn drop(&mut self) {
+        if let Some(on_drop) = self.on_drop.take() {
+            on_drop(&self.name);
+        }
+    }
+}
+
+impl fmt::Debug for ChannelReceiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelReceiver")
+            .field("name", &self.name)
+            .field("waiting", &self.queue.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_channels_rules() {
+        for good in ["chat_lobby", "a", "A-b_c.d", &"x".repeat(99)] {
+            validate_group_name(good).unwrap();
+            validate_channel_name(good).unwrap();
+        }
+        validate_channel_name("specific.abc!12").unwrap();
+        validate_channel_name("specific.abc!").unwrap();
+
+        let reason = |r: Result<(), LayerError>| match r {
+            Err(LayerError::InvalidName { reason, .. }) => reason,
+            other => panic!("expected InvalidName, got {other:?}"),
+        };
+        assert_eq!(reason(validate_group_name("")), InvalidNameReason::Empty);
+        assert_eq!(
+            reason(validate_group_name(&"x".repeat(100))),
+            InvalidNameReason::TooLong { length: 100 }
+        );
+        assert_eq!(
+            reason(validate_group_name("room 1")),
+            InvalidNameReason::InvalidCharacter {
+                character: ' ',
+                index: 4
+            }
+        );
+        assert_eq!(
+            reason(validate_group_name("a!b")),
+            InvalidNameReason::InvalidCharacter {
+                character: '!',
+                index: 1
+            }
+        );
+        assert_eq!(
+            reason(validate_channel_name("a!b!c")),
+            InvalidNameReason::InvalidCharacter {
+                character: '!',
+                index: 3
+            }
+        );
+        assert_eq!(
+            reason(validate_channel_name("!abc")),
+            InvalidNameReason::InvalidCharacter {
+                character: '!',
+                index: 0
+            }
+        );
+        assert_eq!(
+            reason(validate_group_name("café")),
+            InvalidNameReason::InvalidCharacter {
+                character: 'é',
+                index: 3
+            }
+        );
+    }
+
+    #[test]
+    fn events_need_a_string_type() {
+        assert!(matches!(
+            Event::from_json("[1]"),
+            Err(EventError::MissingType)
+        ));
+        assert!(matches!(
+            Event::from_json(r#"{"message":"hi"}"#),
+            Err(EventError::MissingType)
+        ));
+        assert!(matches!(
+            Event::from_json(r#"{"type":3}"#),
+            Err(EventError::MissingType)
+        ));
+        assert!(matches!(Event::from_json("{"), Err(EventError::Json(_))));
+        let event = Event::from_json(r#"{"type":"chat.m\u0065ssage","n":1}"#).unwrap();
+        assert_eq!(event.event_type(), "chat.message");
+    }
+}

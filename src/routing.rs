@@ -1,0 +1,253 @@
+//! Routers: [`ProtocolTypeRouter`] dispatches a connection by protocol, [`URLRouter`] by path
+//! (with `matchit`), as Channels' `routing.py`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+
+/// Errors of HTTP services, boxed.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The response body every HTTP answer is boxed into.
+pub(crate) type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+type HttpHandler =
+    dyn Fn(Request<Incoming>) -> BoxFuture<Result<Response<HttpBody>, BoxError>> + Send + Sync;
+
+/// The top-level application: HTTP requests go to an HTTP service, WebSocket handshakes to a
+/// [`WebsocketApplication`] (Channels' `ProtocolTypeRouter`).
+///
+/// A protocol with no application is answered with 404.
+///
+/// ```
+/// use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+/// # use switchboard::consumer::{Context, WebsocketConsumer};
+/// # use switchboard::websocket::Message;
+/// # #[derive(Default)] struct Echo;
+/// # #[async_trait::async_trait]
+/// # impl WebsocketConsumer for Echo {
+/// #     async fn receive(&mut self, ctx: &mut Context, msg: Message) -> switchboard::Result<()> { Ok(()) }
+/// # }
+///
+/// let http = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+/// let app = ProtocolTypeRouter::new()
+///     .http(http)
+///     .websocket(URLRouter::new().route("/ws/echo/", Echo::default));
+/// ```
+#[derive(Default)]
+pub struct ProtocolTypeRouter {
+    http: Option<Arc<HttpHandler>>,
+    websocket: Option<Arc<dyn WebsocketApplication>>,
+}
+
+impl std::fmt::Debug for ProtocolTypeRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtocolTypeRouter")
+            .field("http", &self.http.is_some())
+            .field("websocket", &self.websocket.is_some())
+            .finish()
+    }
+}
+
+impl ProtocolTypeRouter {
+    /// A router with no applications: every request gets 404.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends plain HTTP requests to `service`: any tower service over hyper's request body, such
+    /// as an axum `Router` or `tower::service_fn`. A service error is answered with 500 and logged.
+    pub fn http<S, B>(mut self, service: S) -> Self
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let handler = move |request: Request<Incoming>| -> BoxFuture<_> {
+            let mut service = service.clone();
+            Box::pin(async move {
+                std::future::poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .map_err(Into::into)?;
+                let response = service.call(request).await.map_err(Into::into)?;
+                Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
+            })
+        };
+        self.http = Some(Arc::new(handler));
+        self
+    }
+
+    /// Sends WebSocket handshakes to `app`: a [`URLRouter`], middleware, or a consumer factory.
+    pub fn websocket(mut self, app: impl WebsocketApplication) -> Self {
+        self.websocket = Some(Arc::new(app));
+        self
+    }
+
+    pub(crate) async fn call_http(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<Response<HttpBody>, Infallible> {
+        let Some(http) = &self.http else {
+            return Ok(status_response(StatusCode::NOT_FOUND));
+        };
+        match http(request).await {
+            Ok(response) => Ok(response),
+            Err(error) => {
+                tracing::error!(target: "switchboard::server", %error, "HTTP application failed");
+                Ok(status_response(StatusCode::INTERNAL_SERVER_ERROR))
+            }
+        }
+    }
+
+    pub(crate) fn websocket_app(&self) -> Option<&Arc<dyn WebsocketApplication>> {
+        self.websocket.as_ref()
+    }
+}
+
+/// A response with `status` and its reason phrase as a plain-text body.
+pub(crate) fn status_response(status: StatusCode) -> Response<HttpBody> {
+    let text = status.canonical_reason().unwrap_or("");
+    let body = http_body_util::Full::new(Bytes::from(format!("{text}\n")))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The parameter name nested routes capture their rest of the path in.
+const NEST_REST: &str = "__switchboard_nested_rest";
+
+struct Route {
+    app: Arc<dyn WebsocketApplication>,
+    nested: bool,
+}
+
+/// Routes WebSocket connections by path (Channels' `URLRouter`), on `matchit`.
+///
+/// Routes use matchit's syntax: `{name}` captures one segment, `{*name}` the rest of the path;
+/// captures land in [`Scope::url_route`](crate::scope::Scope::url_route). A path with no route is
+/// answered with HTTP 404 and never upgraded.
+///
+/// ```
+/// use switchboard::routing::URLRouter;
+/// # use switchboard::consumer::{Context, WebsocketConsumer};
+/// # use switchboard::websocket::Message;
+/// # #[derive(Default)] struct Chat;
+/// # #[async_trait::async_trait]
+/// # impl WebsocketConsumer for Chat {
+/// #     async fn receive(&mut self, ctx: &mut Context, msg: Message) -> switchboard::Result<()> { Ok(()) }
+/// # }
+/// # #[derive(Default)] struct Files;
+/// # #[async_trait::async_trait]
+/// # impl WebsocketConsumer for Files {
+/// #     async fn receive(&mut self, ctx: &mut Context, msg: Message) -> switchboard::Result<()> { Ok(()) }
+/// # }
+///
+/// let api = URLRouter::new()
+///     .route("/chat/{room}/", Chat::default)        // /ws/chat/lobby/ → room = "lobby"
+///     .route("/files/{*path}", Files::default);      // /ws/files/a/b.txt → path = "a/b.txt"
+/// let router = URLRouter::new().nest("/ws", api);
+/// ```
+#[derive(Default)]
+pub struct URLRouter {
+    routes: matchit::Router<Route>,
+}
+
+impl std::fmt::Debug for URLRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("URLRouter").finish_non_exhaustive()
+    }
+}
+
+impl URLRouter {
+    /// A router with no routes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves paths matching `path` with `app`.
+    ///
+    /// # Panics
+    ///
+    /// If `path` is not a valid matchit route or conflicts with one already added (a programmer
+    /// error, caught at startup).
+    #[track_caller]
+    pub fn route(mut self, path: &str, app: impl WebsocketApplication) -> Self {
+        self.insert(path, Arc::new(app), false);
+        self
+    }
+
+    /// Serves every path under `prefix` with `router`, which sees the rest of the path (`/` for
+    /// `prefix` itself). `prefix` starts with `/`; a trailing `/` is ignored.
+    ///
+    /// # Panics
+    ///
+    /// As [`route`](Self::route), and if `prefix` does not start with `/`.
+    #[track_caller]
+    pub fn nest(mut self, prefix: &str, router: URLRouter) -> Self {
+        assert!(prefix.starts_with('/'), "nest prefix must start with '/'");
+        let prefix = prefix.trim_end_matches('/');
+        let app: Arc<dyn WebsocketApplication> = Arc::new(router);
+        if !prefix.is_empty() {
+            self.insert(prefix, app.clone(), true);
+        }
+        self.insert(&format!("{prefix}/"), app.clone(), true);
+        self.insert(&format!("{prefix}/{{*{NEST_REST}}}"), app, true);
+        self
+    }
+
+    #[track_caller]
+    fn insert(&mut self, path: &str, app: Arc<dyn WebsocketApplication>, nested: bool) {
+        if let Err(error) = self.routes.insert(path, Route { app, nested }) {
+            panic!("invalid route {path:?}: {error}");
+        }
+    }
+}
+
+impl WebsocketApplication for URLRouter {
+    fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
+        let scope = handshake.scope_mut();
+        let remaining = match scope.path_remaining() {
+            "" => "/",
+            rest => rest,
+        };
+        let Ok(matched) = self.routes.at(remaining) else {
+            tracing::debug!(target: "switchboard::routing", path = %scope.path, "no WebSocket route: 404");
+            handshake.reject(StatusCode::NOT_FOUND);
+            return Box::pin(std::future::ready(()));
+        };
+        let route = matched.value;
+        let mut offset = scope.path.len();
+        let mut params = Vec::with_capacity(matched.params.len());
+        for (name, value) in matched.params.iter() {
+            if name == NEST_REST {
+                // `value` ends the path; the nested router sees it with its leading '/'.
+                offset = scope.path.len() - value.len() - 1;
+            } else {
+                params.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        for (name, value) in &params {
+            scope.url_route.push(name, value);
+        }
+        if route.nested {
+            scope.route_offset = offset;
+        }
+        route.app.call(handshake)
+    }
+}

@@ -1,0 +1,207 @@
+//! The scope: what is known about one connection before any message, as in ASGI and Channels.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use http::{Extensions, HeaderMap, Method, Version};
+
+/// The kind of connection a [`Scope`] describes (ASGI's `scope["type"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// A plain HTTP request.
+    Http,
+    /// A WebSocket connection (an HTTP/1.1 upgrade).
+    Websocket,
+}
+
+/// Path parameters captured by [`URLRouter`](crate::routing::URLRouter) routes, by name
+/// (Channels' `scope["url_route"]["kwargs"]`). Nested routers add theirs after their parents'.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlRoute {
+    params: Vec<(String, String)>,
+}
+
+impl UrlRoute {
+    /// The value of the parameter `name` (`{name}` or `{*name}` in the route), percent-decoded.
+    /// If nested routes captured the same name, the innermost wins.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// All parameters as `(name, value)`, outermost route first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether no parameter was captured.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        self.params.push((name.to_owned(), value.to_owned()));
+    }
+}
+
+/// Everything known about a connection before its first message: the request line, headers,
+/// addresses, requested subprotocols, path parameters from routing, and typed extensions that
+/// middleware fills (a user, a session).
+///
+/// Fields are public so that middleware can read and change them, as it does the scope dict in
+/// Channels.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Scope {
+    /// HTTP or WebSocket.
+    pub protocol: Protocol,
+    /// The request method (`GET` for every WebSocket handshake).
+    pub method: Method,
+    /// The HTTP version of the request.
+    pub http_version: Version,
+    /// The path with percent-escapes decoded (ASGI's `path`); routing matches this.
+    pub path: String,
+    /// The path exactly as the client sent it, without the query string (ASGI's `raw_path`).
+    pub raw_path: String,
+    /// The query string as sent, without the `?`, still percent-encoded; see
+    /// [`Scope::query_pairs`].
+    pub query_string: String,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The client's address (the TCP peer).
+    pub client: Option<SocketAddr>,
+    /// The server's address the client connected to.
+    pub server: Option<SocketAddr>,
+    /// The subprotocols the client asked for in `Sec-WebSocket-Protocol`, in its order of
+    /// preference.
+    pub subprotocols: Vec<String>,
+    /// Path parameters captured by routing.
+    pub url_route: UrlRoute,
+    /// Typed values that middleware adds for the consumer (e.g. the authenticated user).
+    pub extensions: Extensions,
+    /// Where in `path` routing goes on: nested routers match `path[route_offset..]`.
+    pub(crate) route_offset: usize,
+}
+
+/// Why a request head could not become a [`Scope`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// The percent-decoded path is not UTF-8.
+    #[error("the request path is not UTF-8 once percent-decoded")]
+    PathNotUtf8,
+}
+
+impl Scope {
+    /// Builds a scope from a request head. `path` comes from the request target (an absolute-form
+    /// target contributes only its path).
+    ///
+    /// # Errors
+    ///
+    /// [`ScopeError::PathNotUtf8`] when the decoded path is not UTF-8 (answered with 400).
+    pub fn from_request_parts(
+        protocol: Protocol,
+        parts: &http::request::Parts,
+        client: Option<SocketAddr>,
+        server: Option<SocketAddr>,
+    ) -> Result<Self, ScopeError> {
+        let raw_path = parts.uri.path().to_owned();
+        let path = percent_encoding::percent_decode_str(&raw_path)
+            .decode_utf8()
+            .map_err(|_| ScopeError::PathNotUtf8)?
+            .into_owned();
+        let subprotocols = parts
+            .headers
+            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Self {
+            protocol,
+            method: parts.method.clone(),
+            http_version: parts.version,
+            path,
+            raw_path,
+            query_string: parts.uri.query().unwrap_or("").to_owned(),
+            headers: parts.headers.clone(),
+            client,
+            server,
+            subprotocols,
+            url_route: UrlRoute::default(),
+            extensions: Extensions::new(),
+            route_offset: 0,
+        })
+    }
+
+    /// The query string as decoded `(name, value)` pairs (`application/x-www-form-urlencoded`
+    /// rules: `+` is a space).
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        form_urlencoded::parse(self.query_string.as_bytes())
+    }
+
+    /// The first value of the query parameter `name`, decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    }
+
+    /// The part of the path that routing has not matched yet (Channels' `path_remaining`); the
+    /// whole path before any router ran.
+    pub fn path_remaining(&self) -> &str {
+        &self.path[self.route_offset.min(self.path.len())..]
+    }
+
+    /// The first value of header `name` as text, if it is present and visible ASCII.
+    pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut builder = http::Request::get(uri);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn path_query_and_subprotocols() {
+        let p = parts(
+            "/ws/chat/caf%C3%A9%20room/?user=ada+l&x=1",
+            &[
+                ("sec-websocket-protocol", "chat.v2, chat.v1"),
+                ("sec-websocket-protocol", "json"),
+            ],
+        );
+        let scope = Scope::from_request_parts(Protocol::Websocket, &p, None, None).unwrap();
+        assert_eq!(scope.path, "/ws/chat/café room/");
+        assert_eq!(scope.raw_path, "/ws/chat/caf%C3%A9%20room/");
+        assert_eq!(scope.query_string, "user=ada+l&x=1");
+        assert_eq!(scope.query_param("user").as_deref(), Some("ada l"));
+        assert_eq!(scope.subprotocols, ["chat.v2", "chat.v1", "json"]);
+        assert_eq!(scope.path_remaining(), scope.path);
+    }
+
+    #[test]
+    fn undecodable_path_is_an_error() {
+        let p = parts("/bad%FF", &[]);
+        assert_eq!(
+            Scope::from_request_parts(Protocol::Http, &p, None, None).unwrap_err(),
+            ScopeError::PathNotUtf8
+        );
+    }
+}

@@ -1,0 +1,455 @@
+//! The server: HTTP/1.1 and WebSocket on one port, with graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::application::{BoxFuture, ConnectionEnv, Handshake, HandshakeResponse};
+use crate::layer::{ChannelLayer, InMemoryChannelLayer};
+use crate::routing::{status_response, HttpBody, ProtocolTypeRouter};
+use crate::scope::{Protocol, Scope};
+
+/// Server settings: timeouts and WebSocket limits. Every field has a safe default.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// How long shutdown waits for connections to close before `serve` returns anyway.
+    /// Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// How long a closing WebSocket waits for the client's close frame. Default 5 s.
+    pub close_timeout: Duration,
+    /// How long a client may take to send a complete request head. Default 30 s.
+    pub header_read_timeout: Duration,
+    /// Largest WebSocket message accepted, in bytes; larger ones close the connection with 1009.
+    /// Default 1 MiB.
+    pub max_message_size: usize,
+    /// Largest WebSocket frame accepted, in bytes. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// Each WebSocket's read buffer, in bytes, allocated when it is accepted. Small keeps idle
+    /// connections cheap; large helps connections that receive a lot. Default 4 KiB.
+    pub read_buffer_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(30),
+            max_message_size: 1 << 20,
+            max_frame_size: 1 << 20,
+            read_buffer_size: 4 << 10,
+        }
+    }
+}
+
+impl ServerConfig {
+    fn websocket(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_frame_size))
+    }
+}
+
+/// Serves `app` on `listener`: HTTP requests and WebSocket handshakes on the same port.
+///
+/// Await the returned [`Serve`] to run until an I/O error; call
+/// [`with_graceful_shutdown`](Serve::with_graceful_shutdown) to stop on a signal. Consumers get an
+/// [`InMemoryChannelLayer`] unless [`channel_layer`](Serve::channel_layer) says otherwise.
+///
+/// ```no_run
+/// use switchboard::routing::ProtocolTypeRouter;
+///
+/// # async fn run(app: ProtocolTypeRouter) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// switchboard::serve(listener, app)
+///     .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await
+/// # }
+/// ```
+pub fn serve(listener: TcpListener, app: ProtocolTypeRouter) -> Serve {
+    Serve {
+        listener,
+        app,
+        layer: None,
+        config: ServerConfig::default(),
+    }
+}
+
+/// A server that is ready to run: await it, or add a shutdown signal first. Made by [`serve`].
+#[must_use = "a server does nothing until awaited"]
+pub struct Serve {
+    listener: TcpListener,
+    app: ProtocolTypeRouter,
+    layer: Option<Arc<dyn ChannelLayer>>,
+    config: ServerConfig,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .field("app", &self.app)
+            .field("layer", &self.layer)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Serve {
+    /// Gives consumers `layer` (share a clone of it with HTTP handlers that send to groups).
+    pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
+        self.layer = Some(Arc::new(layer));
+        self
+    }
+
+    /// Replaces the server settings.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Stops when `signal` completes: no new connections are accepted, idle HTTP connections are
+    /// closed, open WebSockets are closed with 1001 (Going Away) and their `disconnect` runs, and
+    /// the returned future completes when all are done or after
+    /// [`ServerConfig::shutdown_timeout`].
+    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<F>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        WithGracefulShutdown {
+            serve: self,
+            signal,
+        }
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = io::Result<()>;
+    type IntoFuture = BoxFuture<io::Result<()>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run(self, std::future::pending()))
+    }
+}
+
+/// A server with a shutdown signal, made by [`Serve::with_graceful_shutdown`]. Await it.
+#[must_use = "a server does nothing until awaited"]
+pub struct WithGracefulShutdown<F> {
+    serve: Serve,
+    signal: F,
+}
+
+impl<F> std::fmt::Debug for WithGracefulShutdown<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithGracefulShutdown")
+            .field("serve", &self.serve)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> IntoFuture for WithGracefulShutdown<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    type Output = io::Result<()>;
+    type IntoFuture = BoxFuture<io::Result<()>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run(self.serve, self.signal))
+    }
+}
+
+struct Shared {
+    app: ProtocolTypeRouter,
+    env: Arc<ConnectionEnv>,
+    tracker: TaskTracker,
+    header_read_timeout: Duration,
+}
+
+async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
+    let Serve {
+        listener,
+        app,
+        layer,
+        config,
+    } = serve;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let layer = layer.unwrap_or_else(|| Arc::new(InMemoryChannelLayer::new()));
+    let shared = Arc::new(Shared {
+        app,
+        env: Arc::new(ConnectionEnv {
+            layer,
+            websocket: config.websocket(),
+            close_timeout: config.close_timeout,
+            shutdown: shutdown.clone(),
+        }),
+        tracker: tracker.clone(),
+        header_read_timeout: config.header_read_timeout,
+    });
+    tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
+
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(serve_connection(stream, peer, shared.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors or similar: log, back off, go on accepting.
+                    tracing::error!(target: "switchboard::server", %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    drop(listener);
+    tracing::info!(target: "switchboard::server", tasks = tracker.len(), "shutting down: closing connections");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(config.shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            target: "switchboard::server",
+            tasks = tracker.len(),
+            "shutdown timeout passed with connections still open; returning anyway"
+        );
+    }
+    Ok(())
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let local = stream.local_addr().ok();
+    // Small frames must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let shutdown = shared.env.shutdown.clone();
+    let header_read_timeout = shared.header_read_timeout;
+    let service = hyper::service::service_fn(move |request| {
+        let shared = shared.clone();
+        async move { shared.handle(request, peer, local).await }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: "switchboard::server", %error, %peer, "HTTP connection ended with an error");
+    }
+}
+
+impl Shared {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Result<Response<HttpBody>, Infallible> {
+        if !has_token(&request, header::UPGRADE, "websocket") {
+            return self.app.call_http(request).await;
+        }
+        Ok(self.handle_websocket(request, peer, local).await)
+    }
+
+    async fn handle_websocket(
+        &self,
+        mut request: Request<Incoming>,
+        peer: SocketAddr,
+        local: Option<SocketAddr>,
+    ) -> Response<HttpBody> {
+        let key = match check_handshake(&request) {
+            Ok(key) => key,
+            Err(refusal) => {
+                tracing::debug!(target: "switchboard::server", %peer, reason = refusal.reason, "bad WebSocket handshake");
+                return *refusal.response;
+            }
+        };
+        let Some(app) = self.app.websocket_app() else {
+            return status_response(StatusCode::NOT_FOUND);
+        };
+        let upgrade = hyper::upgrade::on(&mut request);
+        let (parts, _body) = request.into_parts();
+        let scope = match Scope::from_request_parts(Protocol::Websocket, &parts, Some(peer), local)
+        {
+            Ok(scope) => scope,
+            Err(error) => {
+                tracing::debug!(target: "switchboard::server", %peer, %error, "bad WebSocket request");
+                return status_response(StatusCode::BAD_REQUEST);
+            }
+        };
+        let (respond, answer) = oneshot::channel();
+        let handshake = Handshake::new(scope, respond, upgrade, self.env.clone());
+        self.tracker.spawn(app.call(handshake));
+        match answer.await {
+            Ok(HandshakeResponse::Accept {
+                subprotocol,
+                headers,
+            }) => switching_protocols(&key, subprotocol, &headers),
+            Ok(HandshakeResponse::Reject { status }) => status_response(status),
+            Err(_) => {
+                tracing::error!(target: "switchboard::server", "the WebSocket application dropped a handshake without answering it");
+                status_response(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// Whether header `name` holds `token` in its comma-separated list (case-insensitive).
+fn has_token<B>(request: &Request<B>, name: header::HeaderName, token: &str) -> bool {
+    request
+        .headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+struct Refusal {
+    response: Box<Response<HttpBody>>,
+    reason: &'static str,
+}
+
+fn refuse(status: StatusCode, reason: &'static str) -> Refusal {
+    Refusal {
+        response: Box::new(status_response(status)),
+        reason,
+    }
+}
+
+/// Checks an `Upgrade: websocket` request against RFC 6455 §4.2.1; returns its key.
+fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Refusal> {
+    if request.method() != http::Method::GET {
+        return Err(refuse(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "WebSocket handshake must be GET",
+        ));
+    }
+    if request.version() != http::Version::HTTP_11 {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "WebSocket handshake must be HTTP/1.1",
+        ));
+    }
+    if !has_token(request, header::CONNECTION, "upgrade") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "Connection header lacks 'upgrade'",
+        ));
+    }
+    if request
+        .headers()
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v != "13")
+    {
+        // RFC 6455 §4.4: answer 426 and name the version we speak.
+        let mut refusal = refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported Sec-WebSocket-Version",
+        );
+        refusal.response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(refusal);
+    }
+    let key = request.headers().get(header::SEC_WEBSOCKET_KEY);
+    match key {
+        // The key is 16 random bytes in base64: 22 characters and "==" padding.
+        Some(key) if is_handshake_key(key.as_bytes()) => Ok(key.clone()),
+        _ => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key",
+        )),
+    }
+}
+
+fn is_handshake_key(key: &[u8]) -> bool {
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+fn switching_protocols(
+    key: &HeaderValue,
+    subprotocol: Option<String>,
+    extra: &http::HeaderMap,
+) -> Response<HttpBody> {
+    let body = http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    for (name, value) in extra {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    let accept = derive_accept_key(key.as_bytes());
+    headers.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
+    if let Some(protocol) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_keys() {
+        assert!(is_handshake_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!is_handshake_key(b"dGhlIHNhbXBsZSBub25jZQ="));
+        assert!(!is_handshake_key(b"dGhlIHNhbXBsZSBub25jZ!=="));
+        assert!(!is_handshake_key(b""));
+    }
+}
