@@ -1,1 +1,82 @@
-fn main(){}
+//! Channel-layer micro-benchmarks: `group_send` fan-out and point-to-point `send`.
+//!
+//! `cargo bench --bench layer`. Each measurement includes draining what it queued, so queues
+//! never fill and the figure is the cost of one operation plus its receipt.
+
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use switchboard::layer::{ChannelLayer, ChannelReceiver, Event, InMemoryChannelLayer};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+async fn members(layer: &InMemoryChannelLayer, group: &str, n: usize) -> Vec<ChannelReceiver> {
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let receiver = layer.new_channel().await.unwrap();
+        layer.group_add(group, receiver.name()).await.unwrap();
+        receivers.push(receiver);
+    }
+    receivers
+}
+
+fn group_send(c: &mut Criterion) {
+    let rt = runtime();
+    let event = Event::from_json(
+        r#"{"type":"chat.message","message":"0123456789abcdef0123456789abcdef0123456789abcdef"}"#,
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("group_send");
+    group.measurement_time(Duration::from_secs(3));
+    for n in [1usize, 100, 10_000] {
+        let layer = InMemoryChannelLayer::new();
+        let mut receivers = rt.block_on(members(&layer, "room", n));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                rt.block_on(layer.group_send("room", event.clone()))
+                    .unwrap();
+                for receiver in &mut receivers {
+                    receiver.try_recv().unwrap();
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+fn send(c: &mut Criterion) {
+    let rt = runtime();
+    let event = Event::from_json(r#"{"type":"job","id":1}"#).unwrap();
+    let mut group = c.benchmark_group("send");
+    group.measurement_time(Duration::from_secs(3));
+    // The same send with 0 and with 10,000 unrelated channels and groups in the layer: the cost
+    // must not grow with them (Channels' in-memory layer walks them all).
+    for unrelated in [0usize, 10_000] {
+        let layer = InMemoryChannelLayer::new();
+        let _others = rt.block_on(members(&layer, "others", unrelated));
+        let mut receiver = rt.block_on(layer.new_channel()).unwrap();
+        let name = receiver.name().to_owned();
+        group.bench_with_input(
+            BenchmarkId::new("unrelated_channels", unrelated),
+            &unrelated,
+            |b, _| {
+                b.iter(|| {
+                    rt.block_on(layer.send(&name, event.clone())).unwrap();
+                    receiver.try_recv().unwrap();
+                });
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, group_send, send);
+criterion_main!(benches);

@@ -85,7 +85,8 @@ pub(crate) enum Phase {
 /// A consumer's handle on its connection and the channel layer, passed to every handler.
 ///
 /// Socket methods fail with [`WebsocketError`]; layer methods with [`LayerError`]. Both convert
-/// into [`crate::Error`], so `?` works in handlers.
+/// into [`crate::Error`], so `?` works in handlers. Every async method takes `&mut self`: the
+/// context owns the socket, which is `Send` but not `Sync`.
 pub struct Context {
     scope: Scope,
     channel_name: Arc<str>,
@@ -286,7 +287,7 @@ impl Context {
     /// # Errors
     ///
     /// [`LayerError::InvalidName`] for a bad group name, or the layer's own failure.
-    pub async fn group_add(&self, group: &str) -> Result<(), LayerError> {
+    pub async fn group_add(&mut self, group: &str) -> Result<(), LayerError> {
         self.layer.group_add(group, &self.channel_name).await
     }
 
@@ -295,7 +296,7 @@ impl Context {
     /// # Errors
     ///
     /// As [`group_add`](Self::group_add).
-    pub async fn group_discard(&self, group: &str) -> Result<(), LayerError> {
+    pub async fn group_discard(&mut self, group: &str) -> Result<(), LayerError> {
         self.layer.group_discard(group, &self.channel_name).await
     }
 
@@ -307,7 +308,7 @@ impl Context {
     /// [`LayerError::Event`] if it does not serialize so; [`LayerError::InvalidName`] for a bad
     /// group name.
     pub async fn group_send<T: Serialize + ?Sized + Sync>(
-        &self,
+        &mut self,
         group: &str,
         event: &T,
     ) -> Result<(), LayerError> {
@@ -323,7 +324,7 @@ impl Context {
     /// [`LayerError::ChannelFull`] if that channel is full; otherwise as
     /// [`group_send`](Self::group_send).
     pub async fn send_to_channel<T: Serialize + ?Sized + Sync>(
-        &self,
+        &mut self,
         channel: &str,
         event: &T,
     ) -> Result<(), LayerError> {

@@ -14,12 +14,12 @@
 //! 3. `disconnect(code)` runs exactly once, whatever ended the connection: the client's close frame
 //!    (its code, or 1005 if it gave none), a dropped TCP connection (1006), [`Context::close`] (the
 //!    code sent), server shutdown (1001), a handler error or panic (1011), or a refused handshake
-//!    (1006). It runs as soon as the connection ends, not after the events still queued for it;
-//!    those are dropped with the consumer's channel.
+//!    (1006). It runs as soon as the connection ends, not after the events still queued for it.
+//!    Before it runs, as in Channels, the consumer has left every group: its channel is deleted,
+//!    with the events still queued on it.
 //!
 //! A handler that returns an error or panics closes its own connection with 1011 and nothing
-//! else; the error is logged at `ERROR` on the target `switchboard::consumer`. Group memberships
-//! end with the connection: the consumer's channel is deleted, and with it every membership.
+//! else; the error is logged at `ERROR` on the target `switchboard::consumer`.
 
 mod context;
 mod runner;

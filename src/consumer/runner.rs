@@ -6,7 +6,10 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::StatusCode;
-use tokio_tungstenite::tungstenite::{self, error::CapacityError};
+use tokio_tungstenite::tungstenite::{
+    self,
+    error::{CapacityError, ProtocolError},
+};
 use tracing::Instrument;
 
 use super::context::{Context, Phase};
@@ -79,7 +82,7 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
 pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake) {
     let (scope, pending) = handshake.into_parts();
     let env = pending.env.clone();
-    let mut inbox = match env.layer.new_channel().await {
+    let inbox = match env.layer.new_channel().await {
         Ok(inbox) => inbox,
         Err(error) => {
             tracing::error!(target: "switchboard::consumer", %error, "could not make a channel for a new connection");
@@ -95,22 +98,23 @@ pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake)
         channel = inbox.name(),
     );
     let ctx = Context::new(scope, inbox.name().into(), env.layer.clone(), pending);
-    serve(consumer, ctx, &mut inbox, &env).instrument(span).await;
-    // `inbox` drops here: the layer forgets the channel and all its group memberships.
+    serve(consumer, ctx, inbox, &env).instrument(span).await;
 }
 
 async fn serve<C: WebsocketConsumer>(
     mut consumer: C,
     mut ctx: Context,
-    inbox: &mut crate::layer::ChannelReceiver,
+    mut inbox: crate::layer::ChannelReceiver,
     env: &crate::application::ConnectionEnv,
 ) {
     if let Err(failure) = guarded(consumer.connect(&mut ctx)).await {
         fail(&mut ctx, "connect", failure).await;
     }
-    if let Phase::Pending(pending) = std::mem::replace(&mut ctx.phase, Phase::Refused) {
-        tracing::warn!(target: "switchboard::consumer", "connect returned without accept or close: refusing with 403");
-        pending.reject(StatusCode::FORBIDDEN);
+    if matches!(ctx.phase, Phase::Pending(_)) {
+        if let Phase::Pending(pending) = std::mem::replace(&mut ctx.phase, Phase::Refused) {
+            tracing::warn!(target: "switchboard::consumer", "connect returned without accept or close: refusing with 403");
+            pending.reject(StatusCode::FORBIDDEN);
+        }
     }
 
     let code = loop {
@@ -167,7 +171,10 @@ async fn serve<C: WebsocketConsumer>(
         let drain = async { while let Some(Ok(_)) = socket.next().await {} };
         let _ = tokio::time::timeout(env.close_timeout, drain).await;
     }
-    ctx.phase = Phase::Closed; // drops the socket: TCP closes before `disconnect` runs
+    // As Channels does before `disconnect`: leave every group. Dropping the channel does it, and
+    // drops the events still queued. Then the socket: TCP closes before `disconnect` runs.
+    drop(inbox);
+    ctx.phase = Phase::Closed;
     tracing::debug!(target: "switchboard::consumer", code, "disconnected");
     if let Err(failure) = guarded(consumer.disconnect(&mut ctx, code)).await {
         match failure {
@@ -187,6 +194,10 @@ fn read_error_code(error: &tungstenite::Error) -> u16 {
     match error {
         tungstenite::Error::Capacity(CapacityError::MessageTooLong { .. }) => {
             close_code::MESSAGE_TOO_BIG
+        }
+        // The TCP connection ended without a close frame: a drop, not a protocol violation.
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+            close_code::ABNORMAL
         }
         tungstenite::Error::Capacity(_) | tungstenite::Error::Protocol(_) => {
             close_code::PROTOCOL_ERROR

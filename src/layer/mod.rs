@@ -404,11 +404,7 @@ pub struct ChannelReceiver {
 pub(crate) type OnDrop = Box<dyn FnOnce(&str) + Send + Sync>;
 
 impl ChannelReceiver {
-    pub(crate) fn new(
-        name: Arc<str>,
-        queue: Arc<ChannelQueue>,
-        on_drop: OnDrop,
-    ) -> Self {
+    pub(crate) fn new(name: Arc<str>, queue: Arc<ChannelQueue>, on_drop: OnDrop) -> Self {
         Self {
             name,
             queue,

@@ -1,0 +1,224 @@
+//! Helpers shared by the socket tests: a real server on 127.0.0.1:0 and real WebSocket clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::layer::{Event, InMemoryChannelLayer};
+use switchboard::routing::ProtocolTypeRouter;
+use switchboard::websocket::Message;
+use switchboard::ServerConfig;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A switchboard server on 127.0.0.1:0, stopped with [`TestServer::shutdown`].
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub layer: InMemoryChannelLayer,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub async fn start(app: ProtocolTypeRouter) -> Self {
+        Self::start_with(app, InMemoryChannelLayer::new(), ServerConfig::default()).await
+    }
+
+    pub async fn start_with(
+        app: ProtocolTypeRouter,
+        layer: InMemoryChannelLayer,
+        config: ServerConfig,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = switchboard::serve(listener, app)
+            .channel_layer(layer.clone())
+            .config(config)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+        let task = tokio::spawn(server.into_future());
+        Self {
+            addr,
+            layer,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Connects a WebSocket client to `path`; panics if the handshake fails.
+    pub async fn connect(&self, path: &str) -> Client {
+        let (client, response) = within(tokio_tungstenite::connect_async(self.url(path)))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {path}: {e}"));
+        assert_eq!(response.status(), 101);
+        client
+    }
+
+    /// Tries a WebSocket handshake on `path` and returns the HTTP status it was answered with.
+    pub async fn handshake_status(&self, path: &str) -> u16 {
+        handshake_status(self.url(path)).await
+    }
+
+    /// Signals shutdown and waits for `serve` to return.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        within(&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+use std::future::IntoFuture;
+
+pub async fn handshake_status(request: impl IntoClientRequest + Unpin) -> u16 {
+    match within(tokio_tungstenite::connect_async(request)).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("handshake failed without an HTTP answer: {other}"),
+    }
+}
+
+/// Awaits `future`, failing the test after [`WAIT`].
+pub async fn within<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .expect("timed out waiting")
+}
+
+/// The next data message from the server (text or binary), skipping pings.
+pub async fn recv(client: &mut Client) -> tungstenite::Message {
+    loop {
+        let message = within(client.next())
+            .await
+            .expect("connection ended")
+            .expect("read failed");
+        match message {
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The next message from the server, parsed as JSON.
+pub async fn recv_json(client: &mut Client) -> Value {
+    match recv(client).await {
+        tungstenite::Message::Text(text) => serde_json::from_str(&text).expect("JSON"),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Waits for the server's close frame and returns it, discarding messages before it.
+pub async fn recv_close(client: &mut Client) -> Option<CloseFrame> {
+    loop {
+        match within(client.next()).await {
+            Some(Ok(tungstenite::Message::Close(frame))) => return frame,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("read failed before close: {e}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// Waits until the server has closed the TCP connection (after its close frame, if any).
+pub async fn until_closed(client: &mut Client) {
+    loop {
+        match within(client.next()).await {
+            None | Some(Err(_)) => return,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+pub async fn send_json(client: &mut Client, value: &Value) {
+    within(client.send(tungstenite::Message::text(value.to_string())))
+        .await
+        .unwrap();
+}
+
+/// What an [`Observed`] consumer reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    Connected { channel: String },
+    Received(Message),
+    Event(String),
+    Disconnected(u16),
+}
+
+/// Wraps a consumer and reports its lifecycle on a bounded channel. `Disconnected` is sent after
+/// the inner `disconnect` returns, by which time the connection has left every group.
+pub struct Observed<C> {
+    pub inner: C,
+    notes: mpsc::Sender<Note>,
+}
+
+impl<C> Observed<C> {
+    pub fn new(inner: C, notes: mpsc::Sender<Note>) -> Self {
+        Self { inner, notes }
+    }
+    fn note(&self, note: Note) {
+        self.notes.try_send(note).expect("test notes channel full");
+    }
+}
+
+#[switchboard::async_trait]
+impl<C: WebsocketConsumer> WebsocketConsumer for Observed<C> {
+    async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+        self.note(Note::Connected {
+            channel: ctx.channel_name().to_owned(),
+        });
+        self.inner.connect(ctx).await
+    }
+    async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
+        self.note(Note::Received(message.clone()));
+        self.inner.receive(ctx, message).await
+    }
+    async fn event(&mut self, ctx: &mut Context, event: Event) -> switchboard::Result<()> {
+        self.note(Note::Event(event.event_type().to_owned()));
+        self.inner.event(ctx, event).await
+    }
+    async fn disconnect(&mut self, ctx: &mut Context, code: u16) -> switchboard::Result<()> {
+        let result = self.inner.disconnect(ctx, code).await;
+        self.note(Note::Disconnected(code));
+        result
+    }
+}
+
+/// A bounded notes channel big enough for any one test.
+pub fn notes() -> (mpsc::Sender<Note>, mpsc::Receiver<Note>) {
+    mpsc::channel(10_000)
+}
+
+/// The next note, within [`WAIT`].
+pub async fn next_note(notes: &mut mpsc::Receiver<Note>) -> Note {
+    within(notes.recv()).await.expect("notes channel closed")
+}
+
+/// Skips notes until a `Disconnected` and returns its code.
+pub async fn disconnected(notes: &mut mpsc::Receiver<Note>) -> u16 {
+    loop {
+        if let Note::Disconnected(code) = next_note(notes).await {
+            return code;
+        }
+    }
+}
