@@ -128,11 +128,15 @@ pub async fn recv_json(client: &mut Client) -> Value {
     }
 }
 
-/// Waits for the server's close frame and returns it, discarding messages before it.
+/// Waits for the server's close frame and returns it, discarding messages before it. Reads on
+/// until the connection ends, which sends the client's close reply as a browser would.
 pub async fn recv_close(client: &mut Client) -> Option<CloseFrame> {
     loop {
         match within(client.next()).await {
-            Some(Ok(tungstenite::Message::Close(frame))) => return frame,
+            Some(Ok(tungstenite::Message::Close(frame))) => {
+                until_closed(client).await;
+                return frame;
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => panic!("read failed before close: {e}"),
             None => panic!("connection ended without a close frame"),
