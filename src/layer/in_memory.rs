@@ -15,6 +15,16 @@ use super::{
 };
 
 /// Settings of an [`InMemoryChannelLayer`]; the defaults are Channels'.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::layer::{InMemoryChannelLayer, InMemoryConfig};
+///
+/// let layer = InMemoryChannelLayer::with_config(
+///     InMemoryConfig::default().capacity(500).expiry(Duration::from_secs(10)),
+/// );
+/// assert_eq!(layer.config().capacity, 500);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InMemoryConfig {
@@ -24,6 +34,26 @@ pub struct InMemoryConfig {
     pub expiry: Duration,
     /// How long a group membership lasts after its last `group_add`. Default 86400 s.
     pub group_expiry: Duration,
+}
+
+impl InMemoryConfig {
+    /// Sets [`capacity`](Self::capacity): messages per channel.
+    pub fn capacity(mut self, messages: usize) -> Self {
+        self.capacity = messages;
+        self
+    }
+
+    /// Sets [`expiry`](Self::expiry): how long a message may wait.
+    pub fn expiry(mut self, expiry: Duration) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Sets [`group_expiry`](Self::group_expiry): how long a membership lasts.
+    pub fn group_expiry(mut self, expiry: Duration) -> Self {
+        self.group_expiry = expiry;
+        self
+    }
 }
 
 impl Default for InMemoryConfig {

@@ -1,0 +1,271 @@
+//! `InMemoryChannelLayer` semantics: capacity, expiry, group expiry, names, flush, leaving, and
+//! one shared encoding per broadcast. Expiry runs on tokio's paused clock: no waiting.
+
+use std::time::Duration;
+
+use switchboard::layer::{
+    ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig, InvalidNameReason, LayerError,
+    NameKind,
+};
+
+fn event(n: u32) -> Event {
+    Event::from_json(format!(r#"{{"type":"test","n":{n}}}"#)).unwrap()
+}
+
+fn n_of(event: &Event) -> u64 {
+    serde_json::from_str::<serde_json::Value>(event.json()).unwrap()["n"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn send_to_a_full_channel_is_channel_full() {
+    let layer = InMemoryChannelLayer::new();
+    let mut inbox = layer.new_channel().await.unwrap();
+    for n in 0..100 {
+        layer.send(inbox.name(), event(n)).await.unwrap();
+    }
+    match layer.send(inbox.name(), event(100)).await {
+        Err(LayerError::ChannelFull { channel, capacity }) => {
+            assert_eq!(channel, inbox.name());
+            assert_eq!(capacity, 100);
+        }
+        other => panic!("expected ChannelFull, got {other:?}"),
+    }
+    assert_eq!(layer.stats().rejected_full, 1);
+    assert_eq!(n_of(&inbox.recv().await), 0); // FIFO
+    layer.send(inbox.name(), event(100)).await.unwrap(); // room again
+    assert_eq!(layer.stats().queued, 101);
+}
+
+#[tokio::test]
+async fn group_send_skips_full_members_and_counts_them() {
+    let layer = InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(2));
+    let mut full = layer.new_channel().await.unwrap();
+    let mut free = layer.new_channel().await.unwrap();
+    layer.group_add("room", full.name()).await.unwrap();
+    layer.group_add("room", free.name()).await.unwrap();
+    layer.send(full.name(), event(0)).await.unwrap();
+    layer.send(full.name(), event(1)).await.unwrap();
+    layer.group_send("room", event(2)).await.unwrap();
+    assert_eq!(n_of(&free.try_recv().unwrap()), 2);
+    assert_eq!(n_of(&full.try_recv().unwrap()), 0);
+    assert_eq!(n_of(&full.try_recv().unwrap()), 1);
+    assert!(
+        full.try_recv().is_none(),
+        "the full member must have been skipped"
+    );
+    let stats = layer.stats();
+    assert_eq!(stats.dropped_full, 1);
+    assert_eq!(stats.queued, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_expire_and_free_their_place() {
+    let layer = InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(3));
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.send(inbox.name(), event(0)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(30)).await;
+    layer.send(inbox.name(), event(1)).await.unwrap();
+    layer.send(inbox.name(), event(2)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(31)).await; // message 0 is 61 s old
+    layer.send(inbox.name(), event(3)).await.unwrap(); // fits: the expired one gave its place
+    assert_eq!(n_of(&inbox.recv().await), 1);
+    assert_eq!(layer.stats().expired, 1);
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(inbox.try_recv().is_none());
+    assert_eq!(layer.stats().expired, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_memberships_expire_unless_renewed() {
+    let layer = InMemoryChannelLayer::with_config(
+        InMemoryConfig::default().group_expiry(Duration::from_secs(10)),
+    );
+    let mut renewed = layer.new_channel().await.unwrap();
+    let mut lapsed = layer.new_channel().await.unwrap();
+    layer.group_add("room", renewed.name()).await.unwrap();
+    layer.group_add("room", lapsed.name()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(6)).await;
+    layer.group_add("room", renewed.name()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(6)).await;
+    layer.group_send("room", event(1)).await.unwrap();
+    assert_eq!(n_of(&renewed.try_recv().unwrap()), 1);
+    assert!(lapsed.try_recv().is_none());
+    let stats = layer.stats();
+    assert_eq!(stats.expired_memberships, 1);
+    assert_eq!(stats.memberships, 1);
+}
+
+#[tokio::test]
+async fn bad_names_are_typed_errors() {
+    let layer = InMemoryChannelLayer::new();
+    let inbox = layer.new_channel().await.unwrap();
+    let check = |result: Result<(), LayerError>, want_kind: NameKind| match result {
+        Err(LayerError::InvalidName { kind, reason, .. }) => {
+            assert_eq!(kind, want_kind);
+            reason
+        }
+        other => panic!("expected InvalidName, got {other:?}"),
+    };
+    assert_eq!(
+        check(layer.send("no spaces", event(0)).await, NameKind::Channel),
+        InvalidNameReason::InvalidCharacter {
+            character: ' ',
+            index: 2
+        }
+    );
+    assert_eq!(
+        check(
+            layer.group_add("room!", inbox.name()).await,
+            NameKind::Group
+        ),
+        InvalidNameReason::InvalidCharacter {
+            character: '!',
+            index: 4
+        }
+    );
+    assert_eq!(
+        check(
+            layer.group_send(&"g".repeat(100), event(0)).await,
+            NameKind::Group
+        ),
+        InvalidNameReason::TooLong { length: 100 }
+    );
+    assert_eq!(
+        check(layer.group_discard("", inbox.name()).await, NameKind::Group),
+        InvalidNameReason::Empty
+    );
+    assert!(matches!(
+        layer.receive("bad/name").await,
+        Err(LayerError::InvalidName { .. })
+    ));
+}
+
+#[tokio::test]
+async fn flush_empties_channels_and_groups_but_keeps_receivers() {
+    let layer = InMemoryChannelLayer::new();
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add("room", inbox.name()).await.unwrap();
+    layer.send(inbox.name(), event(0)).await.unwrap();
+    layer.flush().await.unwrap();
+    assert!(inbox.try_recv().is_none());
+    let stats = layer.stats();
+    assert_eq!((stats.groups, stats.memberships), (0, 0));
+    layer.group_send("room", event(1)).await.unwrap();
+    assert!(inbox.try_recv().is_none());
+    layer.send(inbox.name(), event(2)).await.unwrap();
+    assert_eq!(n_of(&inbox.recv().await), 2);
+}
+
+#[tokio::test]
+async fn dropping_a_receiver_deletes_its_channel_and_memberships() {
+    let layer = InMemoryChannelLayer::new();
+    let inbox = layer.new_channel().await.unwrap();
+    let name = inbox.name().to_owned();
+    layer.group_add("a", &name).await.unwrap();
+    layer.group_add("b", &name).await.unwrap();
+    let stats = layer.stats();
+    assert_eq!((stats.channels, stats.groups, stats.memberships), (1, 2, 2));
+    drop(inbox);
+    let stats = layer.stats();
+    assert_eq!((stats.channels, stats.groups, stats.memberships), (0, 0, 0));
+    // A send to the departed channel is not the sender's error, but it is counted.
+    layer.send(&name, event(0)).await.unwrap();
+    layer.group_add("a", &name).await.unwrap(); // ignored: it would never be cleaned up
+    let stats = layer.stats();
+    assert_eq!(stats.dropped_no_receiver, 1);
+    assert_eq!((stats.channels, stats.groups), (0, 0));
+}
+
+#[tokio::test]
+async fn group_discard_and_empty_groups() {
+    let layer = InMemoryChannelLayer::new();
+    let mut inbox = layer.new_channel().await.unwrap();
+    layer.group_add("room", inbox.name()).await.unwrap();
+    layer.group_discard("room", inbox.name()).await.unwrap();
+    layer.group_discard("room", inbox.name()).await.unwrap(); // twice is fine
+    layer.group_send("room", event(0)).await.unwrap(); // no members: not an error
+    layer.group_send("never-made", event(0)).await.unwrap();
+    assert!(inbox.try_recv().is_none());
+    assert_eq!(layer.stats().groups, 0);
+}
+
+#[tokio::test]
+async fn named_channels_serve_workers_and_receive_is_cancel_safe() {
+    let layer = InMemoryChannelLayer::new();
+    // A receive that gives up (cancelled) loses nothing.
+    let gave_up = tokio::time::timeout(Duration::from_millis(1), layer.receive("jobs")).await;
+    assert!(gave_up.is_err());
+    let worker = {
+        let layer = layer.clone();
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..3 {
+                got.push(n_of(&layer.receive("jobs").await.unwrap()));
+            }
+            got
+        })
+    };
+    for n in 0..3 {
+        layer.send("jobs", event(n)).await.unwrap();
+    }
+    let got = tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, [0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_broadcast_is_encoded_once_and_shared() {
+    let layer = InMemoryChannelLayer::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..10 {
+        let inbox = layer.new_channel().await.unwrap();
+        layer.group_add("room", inbox.name()).await.unwrap();
+        inboxes.push(inbox);
+    }
+    let sent = event(7);
+    layer.group_send("room", sent.clone()).await.unwrap();
+    for inbox in &mut inboxes {
+        let got = inbox.try_recv().unwrap();
+        // The same bytes, not a copy: every member holds the one encoding.
+        assert_eq!(got.json().as_ptr(), sent.json().as_ptr());
+    }
+}
+
+#[tokio::test]
+async fn channel_names_are_unique_and_process_specific() {
+    let a = InMemoryChannelLayer::new();
+    let b = InMemoryChannelLayer::new();
+    let (x, y, z) = (
+        a.new_channel().await.unwrap(),
+        a.new_channel().await.unwrap(),
+        b.new_channel().await.unwrap(),
+    );
+    assert_ne!(x.name(), y.name());
+    assert_ne!(x.name(), z.name());
+    for name in [x.name(), y.name(), z.name()] {
+        assert!(
+            name.starts_with("specific.") && name.contains('!'),
+            "{name}"
+        );
+        switchboard::layer::validate_channel_name(name).unwrap();
+    }
+}
+
+/// Public types that cross tasks are `Send` (and `Sync` where shared).
+#[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<InMemoryChannelLayer>();
+    send_sync::<Event>();
+    send_sync::<LayerError>();
+    send::<switchboard::layer::ChannelReceiver>();
+    send::<switchboard::consumer::Context>();
+    send_sync::<switchboard::routing::ProtocolTypeRouter>();
+    send_sync::<switchboard::routing::URLRouter>();
+    send::<switchboard::Error>();
+}
