@@ -7,10 +7,10 @@
 //! ## A tour
 //!
 //! - A [`Scope`](scope::Scope) is what is known about a connection before its first message.
-//! - An [application](application) serves a connection given its scope. A
+//! - An [application] serves a connection given its scope. A
 //!   [`ProtocolTypeRouter`](routing::ProtocolTypeRouter) sends HTTP to any tower service (an axum
 //!   `Router`) and WebSockets to a [`URLRouter`](routing::URLRouter), which picks a consumer by path.
-//! - A [consumer](consumer) is one value per connection with `connect`, `receive`, `event` and
+//! - A [consumer] is one value per connection with `connect`, `receive`, `event` and
 //!   `disconnect`, run one at a time on `&mut self`. It talks through its
 //!   [`Context`](consumer::Context).
 //! - The [channel layer](layer) carries [`Event`](layer::Event)s between consumers, and from any
@@ -99,5 +99,10 @@ mod server;
 pub mod websocket;
 
 pub use async_trait::async_trait;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use error::{Error, Result};
 pub use server::{serve, Serve, ServerConfig, WithGracefulShutdown};

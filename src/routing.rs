@@ -30,13 +30,14 @@ type HttpHandler =
 /// # #[derive(Default)] struct Echo;
 /// # #[async_trait::async_trait]
 /// # impl WebsocketConsumer for Echo {
-/// #     async fn receive(&mut self, ctx: &mut Context, msg: Message) -> switchboard::Result<()> { Ok(()) }
+/// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 ///
 /// let http = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
 /// let app = ProtocolTypeRouter::new()
 ///     .http(http)
 ///     .websocket(URLRouter::new().route("/ws/echo/", Echo::default));
+/// # drop(app);
 /// ```
 #[derive(Default)]
 pub struct ProtocolTypeRouter {
@@ -150,18 +151,19 @@ struct Route {
 /// # #[derive(Default)] struct Chat;
 /// # #[async_trait::async_trait]
 /// # impl WebsocketConsumer for Chat {
-/// #     async fn receive(&mut self, ctx: &mut Context, msg: Message) -> switchboard::Result<()> { Ok(()) }
+/// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 /// # #[derive(Default)] struct Files;
 /// # #[async_trait::async_trait]
 /// # impl WebsocketConsumer for Files {
-/// #     async fn receive(&mut self, ctx: &mut Context, msg: Message) -> switchboard::Result<()> { Ok(()) }
+/// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 ///
 /// let api = URLRouter::new()
 ///     .route("/chat/{room}/", Chat::default)        // /ws/chat/lobby/ → room = "lobby"
 ///     .route("/files/{*path}", Files::default);      // /ws/files/a/b.txt → path = "a/b.txt"
 /// let router = URLRouter::new().nest("/ws", api);
+/// # drop(router);
 /// ```
 #[derive(Default)]
 pub struct URLRouter {

@@ -76,6 +76,7 @@ impl ServerConfig {
 /// ```no_run
 /// use switchboard::routing::ProtocolTypeRouter;
 ///
+/// # #[allow(dead_code)]
 /// # async fn run(app: ProtocolTypeRouter) -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 /// switchboard::serve(listener, app)

@@ -47,6 +47,8 @@ pub enum WebsocketError {
 /// let options = AcceptOptions::new()
 ///     .subprotocol("chat.v2")
 ///     .header(http::header::SET_COOKIE, http::HeaderValue::from_static("seen=1"));
+/// // in `connect`: ctx.accept_with(options).await?;
+/// # drop(options);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct AcceptOptions {

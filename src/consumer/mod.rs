@@ -56,6 +56,9 @@ pub(crate) use runner::run;
 ///         Ok(())
 ///     }
 /// }
+///
+/// let router = switchboard::routing::URLRouter::new().route("/ws/echo/", Echo::default);
+/// # drop(router);
 /// ```
 #[async_trait]
 pub trait WebsocketConsumer: Send + 'static {
@@ -154,6 +157,9 @@ pub enum InvalidMessage {
 ///         Ok(())
 ///     }
 /// }
+///
+/// let router = switchboard::routing::URLRouter::new().route("/ws/chat/{room}/", Chat::default);
+/// # drop(router);
 /// ```
 #[async_trait]
 pub trait JsonWebsocketConsumer: Send + 'static {
