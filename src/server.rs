@@ -25,6 +25,15 @@ use crate::routing::{status_response, HttpBody, ProtocolTypeRouter};
 use crate::scope::{Protocol, Scope};
 
 /// Server settings: timeouts and WebSocket limits. Every field has a safe default.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut config = switchboard::ServerConfig::default();
+/// config.shutdown_timeout = Duration::from_secs(30);
+/// config.max_message_size = 64 << 10; // 64 KiB
+/// # drop(config);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {

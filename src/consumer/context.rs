@@ -143,6 +143,17 @@ impl Context {
         &self.layer
     }
 
+    /// Answers a still-pending handshake with `status`; returns whether it was pending.
+    pub(crate) fn refuse(&mut self, status: StatusCode) -> bool {
+        if !matches!(self.phase, Phase::Pending(_)) {
+            return false;
+        }
+        if let Phase::Pending(pending) = std::mem::replace(&mut self.phase, Phase::Refused) {
+            pending.reject(status);
+        }
+        true
+    }
+
     /// Whether the connection is accepted and not closing: sends will be attempted.
     pub fn is_open(&self) -> bool {
         matches!(self.phase, Phase::Open(_))
@@ -257,12 +268,10 @@ impl Context {
         if !close_code::is_sendable(code) {
             return Err(WebsocketError::InvalidCloseCode(code));
         }
+        if self.refuse(StatusCode::FORBIDDEN) {
+            return Ok(());
+        }
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::Pending(pending) => {
-                pending.reject(StatusCode::FORBIDDEN);
-                self.phase = Phase::Refused;
-                Ok(())
-            }
             Phase::Open(mut socket) => {
                 let frame = tungstenite::protocol::CloseFrame {
                     code: code.into(),

@@ -62,19 +62,11 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
             "consumer handler panicked; closing its connection"
         ),
     }
-    match std::mem::replace(&mut ctx.phase, Phase::Closed) {
-        Phase::Pending(pending) => {
-            pending.reject(StatusCode::INTERNAL_SERVER_ERROR);
-            ctx.phase = Phase::Refused;
-        }
-        Phase::Open(socket) => {
-            ctx.phase = Phase::Open(socket);
-            // If the close frame cannot be written the socket is gone and the phase says so.
-            let _ = ctx
-                .close(close_code::INTERNAL_ERROR, "internal server error")
-                .await;
-        }
-        other => ctx.phase = other,
+    if !ctx.refuse(StatusCode::INTERNAL_SERVER_ERROR) {
+        // Closing twice does nothing; if the frame cannot be written the phase says `Closed`.
+        let _ = ctx
+            .close(close_code::INTERNAL_ERROR, "internal server error")
+            .await;
     }
 }
 
@@ -110,11 +102,8 @@ async fn serve<C: WebsocketConsumer>(
     if let Err(failure) = guarded(consumer.connect(&mut ctx)).await {
         fail(&mut ctx, "connect", failure).await;
     }
-    if matches!(ctx.phase, Phase::Pending(_)) {
-        if let Phase::Pending(pending) = std::mem::replace(&mut ctx.phase, Phase::Refused) {
-            tracing::warn!(target: "switchboard::consumer", "connect returned without accept or close: refusing with 403");
-            pending.reject(StatusCode::FORBIDDEN);
-        }
+    if ctx.refuse(StatusCode::FORBIDDEN) {
+        tracing::warn!(target: "switchboard::consumer", "connect returned without accept or close: refused with 403");
     }
 
     let code = loop {
