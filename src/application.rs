@@ -2,13 +2,16 @@
 //! are applications, so they nest (as ASGI applications do in Channels).
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -77,8 +80,63 @@ pub(crate) struct ConnectionEnv {
 /// The server's side of a pending handshake.
 pub(crate) struct PendingHandshake {
     respond: oneshot::Sender<HandshakeResponse>,
-    upgrade: OnUpgrade,
+    upgrade: Upgrade,
     pub(crate) env: Arc<ConnectionEnv>,
+}
+
+/// Where the accepted connection's bytes will come from.
+pub(crate) enum Upgrade {
+    /// A real HTTP connection, handed over by hyper once the 101 is written.
+    Hyper(OnUpgrade),
+    /// An in-memory pipe to a test client (the `testing` module).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    InProcess(DuplexStream),
+}
+
+/// The byte stream under an accepted WebSocket.
+pub(crate) enum Io {
+    Hyper(TokioIo<hyper::upgrade::Upgraded>),
+    InProcess(DuplexStream),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Hyper(io) => Pin::new(io).poll_read(cx, buf),
+            Io::InProcess(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Hyper(io) => Pin::new(io).poll_write(cx, buf),
+            Io::InProcess(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Hyper(io) => Pin::new(io).poll_flush(cx),
+            Io::InProcess(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Hyper(io) => Pin::new(io).poll_shutdown(cx),
+            Io::InProcess(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
 }
 
 /// How a handshake is answered.
@@ -93,14 +151,14 @@ pub(crate) enum HandshakeResponse {
     },
 }
 
-/// An accepted WebSocket over the upgraded HTTP connection.
-pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// An accepted WebSocket.
+pub(crate) type Socket = WebSocketStream<Io>;
 
 impl Handshake {
     pub(crate) fn new(
         scope: Scope,
         respond: oneshot::Sender<HandshakeResponse>,
-        upgrade: OnUpgrade,
+        upgrade: Upgrade,
         env: Arc<ConnectionEnv>,
     ) -> Self {
         Self {
@@ -156,12 +214,12 @@ impl PendingHandshake {
                 headers,
             })
             .map_err(|_| WebsocketError::Closed)?;
-        let upgraded = self.upgrade.await.map_err(|_| WebsocketError::Closed)?;
-        Ok(WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            Role::Server,
-            Some(self.env.websocket),
-        )
-        .await)
+        let io = match self.upgrade {
+            Upgrade::Hyper(upgrade) => Io::Hyper(TokioIo::new(
+                upgrade.await.map_err(|_| WebsocketError::Closed)?,
+            )),
+            Upgrade::InProcess(pipe) => Io::InProcess(pipe),
+        };
+        Ok(WebSocketStream::from_raw_socket(io, Role::Server, Some(self.env.websocket)).await)
     }
 }

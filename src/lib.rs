@@ -88,6 +88,7 @@
 //! `switchboard::layer` (dropped messages).
 
 #![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
 pub mod consumer;
@@ -96,6 +97,8 @@ pub mod layer;
 pub mod routing;
 pub mod scope;
 mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod websocket;
 
 pub use async_trait::async_trait;

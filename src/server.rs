@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::application::{BoxFuture, ConnectionEnv, Handshake, HandshakeResponse};
+use crate::application::{BoxFuture, ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
 use crate::layer::{ChannelLayer, InMemoryChannelLayer};
 use crate::routing::{status_response, HttpBody, ProtocolTypeRouter};
 use crate::scope::{Protocol, Scope};
@@ -318,7 +318,7 @@ impl Shared {
         let Some(app) = self.app.websocket_app() else {
             return status_response(StatusCode::NOT_FOUND);
         };
-        let upgrade = hyper::upgrade::on(&mut request);
+        let upgrade = Upgrade::Hyper(hyper::upgrade::on(&mut request));
         let (parts, _body) = request.into_parts();
         let scope = match Scope::from_request_parts(Protocol::Websocket, &parts, Some(peer), local)
         {
