@@ -94,6 +94,7 @@ pub mod application;
 pub mod consumer;
 mod error;
 pub mod layer;
+pub mod middleware;
 pub mod routing;
 pub mod scope;
 mod server;
