@@ -269,3 +269,146 @@ fn public_types_are_send_and_sync() {
     send_sync::<switchboard::routing::URLRouter>();
     send::<switchboard::Error>();
 }
+
+mod presence {
+    use super::*;
+    use serde_json::json;
+    use switchboard::layer::{Presence, PRESENCE_JOIN, PRESENCE_LEAVE};
+
+    fn kind_and_channel(event: &Event) -> (String, String) {
+        let v: serde_json::Value = serde_json::from_str(event.json()).unwrap();
+        (
+            v["type"].as_str().unwrap().to_owned(),
+            v["channel"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn join_list_and_leave() {
+        let layer = InMemoryChannelLayer::new();
+        let mut ada = layer.new_channel().await.unwrap();
+        let mut bob = layer.new_channel().await.unwrap();
+        let silent = layer.new_channel().await.unwrap();
+        layer.group_add("room", silent.name()).await.unwrap(); // a member that is not listed
+        layer
+            .presence_add("room", ada.name(), json!({ "name": "ada" }))
+            .await
+            .unwrap();
+        // The new member hears its own join.
+        assert_eq!(
+            kind_and_channel(&ada.try_recv().unwrap()),
+            (PRESENCE_JOIN.into(), ada.name().into())
+        );
+        layer
+            .presence_add("room", bob.name(), json!({ "name": "bob" }))
+            .await
+            .unwrap();
+        assert_eq!(
+            kind_and_channel(&ada.try_recv().unwrap()),
+            (PRESENCE_JOIN.into(), bob.name().into())
+        );
+        assert_eq!(kind_and_channel(&bob.try_recv().unwrap()).1, bob.name());
+        let mut names: Vec<_> = layer
+            .presence_list("room")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.meta["name"].clone())
+            .collect();
+        names.sort_by_key(|n| n.to_string());
+        assert_eq!(names, [json!("ada"), json!("bob")]);
+
+        // Unlisting keeps the membership; leaving the group unlists.
+        layer.presence_remove("room", bob.name()).await.unwrap();
+        let leave = ada.try_recv().unwrap();
+        assert_eq!(
+            kind_and_channel(&leave),
+            (PRESENCE_LEAVE.into(), bob.name().into())
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(leave.json()).unwrap()["meta"]["name"],
+            "bob"
+        );
+        bob.try_recv().unwrap(); // bob hears his own leave: he is still a member
+        layer.group_send("room", event(1)).await.unwrap();
+        assert_eq!(n_of(&bob.try_recv().unwrap()), 1);
+        assert_eq!(layer.presence_list("room").await.unwrap().len(), 1);
+        layer.group_discard("room", ada.name()).await.unwrap();
+        assert_eq!(
+            kind_and_channel(&bob.try_recv().unwrap()),
+            (PRESENCE_LEAVE.into(), ada.name().into())
+        );
+        assert_eq!(
+            layer.presence_list("room").await.unwrap(),
+            Vec::<Presence>::new()
+        );
+        drop(silent);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_channel_leaves_every_list_it_was_on() {
+        let layer = InMemoryChannelLayer::new();
+        let mut stays = layer.new_channel().await.unwrap();
+        let goes = layer.new_channel().await.unwrap();
+        let gone = goes.name().to_owned();
+        for group in ["a", "b"] {
+            layer
+                .presence_add(group, stays.name(), json!("stays"))
+                .await
+                .unwrap();
+            layer
+                .presence_add(group, &gone, json!("goes"))
+                .await
+                .unwrap();
+        }
+        while stays.try_recv().is_some() {}
+        drop(goes); // the connection ended, however it ended
+        for _ in ["a", "b"] {
+            assert_eq!(
+                kind_and_channel(&stays.try_recv().unwrap()),
+                (PRESENCE_LEAVE.into(), gone.clone())
+            );
+        }
+        for group in ["a", "b"] {
+            let list = layer.presence_list(group).await.unwrap();
+            assert_eq!(
+                list,
+                [Presence {
+                    channel: stays.name().into(),
+                    meta: json!("stays")
+                }]
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lapsed_membership_leaves_the_list() {
+        let layer = InMemoryChannelLayer::with_config(
+            InMemoryConfig::default().group_expiry(Duration::from_secs(10)),
+        );
+        let mut fresh = layer.new_channel().await.unwrap();
+        let stale = layer.new_channel().await.unwrap();
+        layer
+            .presence_add("room", stale.name(), json!("stale"))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        layer
+            .presence_add("room", fresh.name(), json!("fresh"))
+            .await
+            .unwrap();
+        while fresh.try_recv().is_some() {}
+        tokio::time::advance(Duration::from_secs(6)).await; // stale is 12 s old, fresh 6 s
+        assert_eq!(
+            layer.presence_list("room").await.unwrap().len(),
+            1,
+            "lapsed members are not listed"
+        );
+        layer.group_send("room", event(5)).await.unwrap();
+        assert_eq!(n_of(&fresh.try_recv().unwrap()), 5);
+        assert_eq!(
+            kind_and_channel(&fresh.try_recv().unwrap()),
+            (PRESENCE_LEAVE.into(), stale.name().into())
+        );
+    }
+}

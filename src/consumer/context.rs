@@ -8,8 +8,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite;
 
+use tokio::sync::mpsc;
+
+use super::ChannelContext;
 use crate::application::{PendingHandshake, Socket};
-use crate::layer::{ChannelLayer, Event, LayerError};
+use crate::layer::ChannelLayer;
 use crate::scope::Scope;
 use crate::websocket::{close_code, truncate_reason, Utf8Bytes};
 
@@ -86,14 +89,28 @@ pub(crate) enum Phase {
 
 /// A consumer's handle on its connection and the channel layer, passed to every handler.
 ///
-/// Socket methods fail with [`WebsocketError`]; layer methods with [`LayerError`]. Both convert
-/// into [`crate::Error`], so `?` works in handlers. Every async method takes `&mut self`: the
-/// context owns the socket, which is `Send` but not `Sync`.
+/// It dereferences to a [`ChannelContext`] for the layer side (`ctx.group_add(..)`,
+/// `ctx.group_send(..)`, `ctx.channel_name()`, presence). Socket methods fail with
+/// [`WebsocketError`]; layer methods with [`LayerError`](crate::layer::LayerError). Both convert
+/// into [`crate::Error`], so `?` works in handlers. Socket methods take `&mut self`: the context
+/// owns the socket, which is `Send` but not `Sync`.
 pub struct Context {
     scope: Scope,
-    channel_name: Arc<str>,
-    layer: Arc<dyn ChannelLayer>,
+    channel: ChannelContext,
     pub(crate) phase: Phase,
+    /// Made on the first [`Context::handle`]: frames from handles, for the runner to send.
+    outbound: Option<mpsc::Sender<Outbound>>,
+    pub(crate) outbound_receiver: Option<mpsc::Receiver<Outbound>>,
+}
+
+/// Frames a [`ConnectionHandle`] may queue before its sender waits.
+const OUTBOUND_CAPACITY: usize = 32;
+
+/// What a [`ConnectionHandle`] asks the connection to do.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Frame(tungstenite::Message),
+    Close(u16, String),
 }
 
 impl std::fmt::Debug for Context {
@@ -107,7 +124,7 @@ impl std::fmt::Debug for Context {
         };
         f.debug_struct("Context")
             .field("path", &self.scope.path)
-            .field("channel_name", &self.channel_name)
+            .field("channel_name", &self.channel.channel_name())
             .field("phase", &phase)
             .finish()
     }
@@ -122,25 +139,16 @@ impl Context {
     ) -> Self {
         Self {
             scope,
-            channel_name,
-            layer,
+            channel: ChannelContext::new(channel_name, layer),
             phase: Phase::Pending(pending),
+            outbound: None,
+            outbound_receiver: None,
         }
     }
 
     /// The connection's scope: path, headers, `url_route`, extensions from middleware.
     pub fn scope(&self) -> &Scope {
         &self.scope
-    }
-
-    /// This consumer's channel name: anyone holding it can send events to this consumer.
-    pub fn channel_name(&self) -> &str {
-        &self.channel_name
-    }
-
-    /// The channel layer, for what the shortcuts here do not cover.
-    pub fn channel_layer(&self) -> &Arc<dyn ChannelLayer> {
-        &self.layer
     }
 
     /// Answers a still-pending handshake with `status`; returns whether it was pending.
@@ -240,7 +248,10 @@ impl Context {
         self.send_text(text).await
     }
 
-    async fn send_frame(&mut self, frame: tungstenite::Message) -> Result<(), WebsocketError> {
+    pub(crate) async fn send_frame(
+        &mut self,
+        frame: tungstenite::Message,
+    ) -> Result<(), WebsocketError> {
         let socket = match &mut self.phase {
             Phase::Open(socket) => socket,
             Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
@@ -292,55 +303,28 @@ impl Context {
         }
     }
 
-    /// Adds this consumer's channel to `group`. Memberships end by themselves when the
-    /// connection does.
-    ///
-    /// # Errors
-    ///
-    /// [`LayerError::InvalidName`] for a bad group name, or the layer's own failure.
-    pub async fn group_add(&mut self, group: &str) -> Result<(), LayerError> {
-        self.layer.group_add(group, &self.channel_name).await
+    /// A handle for tasks this consumer spawns: it sends to the socket and posts events back to
+    /// the consumer, from any task, after the handler that made it has returned.
+    pub fn handle(&mut self) -> ConnectionHandle {
+        let sender = self.outbound.get_or_insert_with(|| {
+            let (sender, receiver) = mpsc::channel(OUTBOUND_CAPACITY);
+            self.outbound_receiver = Some(receiver);
+            sender
+        });
+        ConnectionHandle {
+            outbound: sender.clone(),
+            channel: self.channel.clone(),
+        }
     }
+}
 
-    /// Takes this consumer's channel out of `group`.
-    ///
-    /// # Errors
-    ///
-    /// As [`group_add`](Self::group_add).
-    pub async fn group_discard(&mut self, group: &str) -> Result<(), LayerError> {
-        self.layer.group_discard(group, &self.channel_name).await
-    }
+impl std::ops::Deref for Context {
+    type Target = ChannelContext;
 
-    /// Sends `event` (serialized once, shared by every member) to every member of `group`,
-    /// this consumer too if it is one. It must serialize to a JSON object with a string `"type"`.
-    ///
-    /// # Errors
-    ///
-    /// [`LayerError::Event`] if it does not serialize so; [`LayerError::InvalidName`] for a bad
-    /// group name.
-    pub async fn group_send<T: Serialize + ?Sized + Sync>(
-        &mut self,
-        group: &str,
-        event: &T,
-    ) -> Result<(), LayerError> {
-        let event = Event::new(event)?;
-        self.layer.group_send(group, event).await
-    }
-
-    /// Sends `event` to one channel by name (point to point), e.g. another consumer's
-    /// [`channel_name`](Self::channel_name) or a worker's channel.
-    ///
-    /// # Errors
-    ///
-    /// [`LayerError::ChannelFull`] if that channel is full; otherwise as
-    /// [`group_send`](Self::group_send).
-    pub async fn send_to_channel<T: Serialize + ?Sized + Sync>(
-        &mut self,
-        channel: &str,
-        event: &T,
-    ) -> Result<(), LayerError> {
-        let event = Event::new(event)?;
-        self.layer.send(channel, event).await
+    /// The consumer's channel-layer side: `ctx.group_add(..)`, `ctx.group_send(..)`,
+    /// `ctx.channel_name()` and the rest of [`ChannelContext`].
+    fn deref(&self) -> &ChannelContext {
+        &self.channel
     }
 }
 
@@ -350,5 +334,120 @@ fn transport(error: tungstenite::Error) -> WebsocketError {
             WebsocketError::Closed
         }
         other => WebsocketError::Transport(Box::new(other)),
+    }
+}
+
+/// A cloneable handle on one connection, for tasks its consumer spawns (made by
+/// [`Context::handle`]): long work runs off the handler, and reports back through the socket or as
+/// an event to the consumer. Handlers stay sequential; the handle never touches the consumer.
+///
+/// ```
+/// use switchboard::consumer::{Context, WebsocketConsumer};
+/// use switchboard::websocket::Message;
+///
+/// #[derive(Default)]
+/// struct Reports;
+///
+/// #[switchboard::async_trait]
+/// impl WebsocketConsumer for Reports {
+///     async fn receive(&mut self, ctx: &mut Context, _: Message) -> switchboard::Result<()> {
+///         let handle = ctx.handle();
+///         tokio::spawn(async move {
+///             let report = "…an expensive report…"; // the handler has long returned
+///             let _ = handle.send_text(report).await;
+///             let _ = handle.post_event(&serde_json::json!({ "type": "report.done" })).await;
+///         });
+///         Ok(()) // the next message is handled at once
+///     }
+/// }
+/// # drop(switchboard::routing::URLRouter::new().route("/ws/", Reports::default));
+/// ```
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    outbound: mpsc::Sender<Outbound>,
+    channel: ChannelContext,
+}
+
+impl std::fmt::Debug for ConnectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionHandle")
+            .field("channel_name", &self.channel.channel_name())
+            .field("closed", &self.outbound.is_closed())
+            .finish()
+    }
+}
+
+impl ConnectionHandle {
+    async fn queue(&self, outbound: Outbound) -> Result<(), WebsocketError> {
+        self.outbound
+            .send(outbound)
+            .await
+            .map_err(|_| WebsocketError::Closed)
+    }
+
+    /// Sends a text message on the connection. Waits while 32 frames from handles are queued.
+    ///
+    /// # Errors
+    ///
+    /// [`WebsocketError::Closed`] once the connection has ended. A frame queued just before the
+    /// connection closed is dropped.
+    pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), WebsocketError> {
+        let frame = tungstenite::Message::Text(text.into().into_tungstenite());
+        self.queue(Outbound::Frame(frame)).await
+    }
+
+    /// Sends a binary message on the connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_text`](Self::send_text).
+    pub async fn send_binary(&self, bytes: impl Into<Bytes>) -> Result<(), WebsocketError> {
+        self.queue(Outbound::Frame(tungstenite::Message::Binary(bytes.into())))
+            .await
+    }
+
+    /// Serializes `value` and sends it as a text message.
+    ///
+    /// # Errors
+    ///
+    /// [`WebsocketError::Json`] if it does not serialize; otherwise as
+    /// [`send_text`](Self::send_text).
+    pub async fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), WebsocketError> {
+        let text = serde_json::to_string(value)?;
+        self.send_text(text).await
+    }
+
+    /// Closes the connection with `code` and `reason`, as [`Context::close`].
+    ///
+    /// # Errors
+    ///
+    /// [`WebsocketError::InvalidCloseCode`] for a code that may not be sent;
+    /// [`WebsocketError::Closed`] once the connection has ended.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<(), WebsocketError> {
+        if !close_code::is_sendable(code) {
+            return Err(WebsocketError::InvalidCloseCode(code));
+        }
+        self.queue(Outbound::Close(code, reason.to_owned())).await
+    }
+
+    /// Posts `event` to the consumer's own channel: its `event` handler runs with it, in turn
+    /// with the other handlers. Frames this handle sent before go out before that handler runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelContext::send_to_channel`]; once the connection has ended the event is
+    /// dropped and counted by the layer.
+    pub async fn post_event<T: Serialize + ?Sized>(
+        &self,
+        event: &T,
+    ) -> Result<(), crate::layer::LayerError> {
+        self.channel
+            .send_to_channel(self.channel.channel_name(), event)
+            .await
+    }
+
+    /// Whether the connection has ended (sends will fail).
+    pub fn is_closed(&self) -> bool {
+        self.outbound.is_closed()
     }
 }

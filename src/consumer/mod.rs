@@ -21,6 +21,7 @@
 //! A handler that returns an error or panics closes its own connection with 1011 and nothing
 //! else; the error is logged at `ERROR` on the target `switchboard::consumer`.
 
+mod channel;
 mod context;
 mod runner;
 
@@ -31,7 +32,8 @@ use crate::error::Result;
 use crate::layer::Event;
 use crate::websocket::{close_code, Message};
 
-pub use context::{AcceptOptions, Context, WebsocketError};
+pub use channel::ChannelContext;
+pub use context::{AcceptOptions, ConnectionHandle, Context, WebsocketError};
 pub(crate) use runner::run;
 
 /// A WebSocket consumer over raw text and binary messages (Channels' `AsyncWebsocketConsumer`).

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{
 };
 use tracing::Instrument;
 
-use super::context::{Context, Phase};
+use super::context::{Context, Outbound, Phase};
 use super::WebsocketConsumer;
 use crate::application::Handshake;
 use crate::websocket::{close_code, Message, Utf8Bytes};
@@ -147,6 +147,15 @@ async fn serve<C: WebsocketConsumer>(
                     fail(&mut ctx, "receive", failure).await;
                 }
             }
+            // Before the inbox: what a task sent through its handle goes out before an event it
+            // posted afterwards is handled.
+            Some(outbound) = next_outbound(&mut ctx.outbound_receiver) => {
+                // A failed send leaves the phase `Closed`; the loop then ends with 1006.
+                let _ = match outbound {
+                    Outbound::Frame(frame) => ctx.send_frame(frame).await,
+                    Outbound::Close(code, reason) => ctx.close(code, &reason).await,
+                };
+            }
             event = inbox.recv() => {
                 if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
                     fail(&mut ctx, "event", failure).await;
@@ -174,6 +183,17 @@ async fn serve<C: WebsocketConsumer>(
                 tracing::error!(target: "switchboard::consumer", %panic, "disconnect panicked")
             }
         }
+    }
+}
+
+/// The next frame from a [`ConnectionHandle`](super::ConnectionHandle); pending forever when no
+/// handle was ever made.
+async fn next_outbound(
+    receiver: &mut Option<tokio::sync::mpsc::Receiver<Outbound>>,
+) -> Option<Outbound> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, ChannelLayer, ChannelQueue,
-    ChannelReceiver, Event, LayerError, LayerStats,
+    ChannelReceiver, Event, LayerError, LayerStats, Presence, PRESENCE_JOIN, PRESENCE_LEAVE,
 };
 
 /// Settings of an [`InMemoryChannelLayer`]; the defaults are Channels'.
@@ -124,6 +124,82 @@ struct ChannelEntry {
 struct Member {
     queue: Arc<ChannelQueue>,
     expires_at: Instant,
+    /// Set when the member is listed in the group's presence.
+    presence: Option<Arc<serde_json::Value>>,
+}
+
+type Members = HashMap<Arc<str>, Member>;
+
+/// What one delivery to a group did.
+#[derive(Default)]
+struct FanOut {
+    queued: u64,
+    full: u64,
+    lapsed: u64,
+    /// Listed members whose membership lapsed: each owes the group a leave event.
+    left: Vec<Presence>,
+}
+
+impl FanOut {
+    /// Adds `other`'s counts (its `left` is the caller's to deliver).
+    fn add(&mut self, other: &FanOut) {
+        self.queued += other.queued;
+        self.full += other.full;
+        self.lapsed += other.lapsed;
+    }
+}
+
+/// Puts `event` on the queue of every unexpired member of `group`, dropping lapsed members (and
+/// their channels' note of the group). O(members).
+fn fan_out(
+    channels: &mut HashMap<Arc<str>, ChannelEntry>,
+    group: &str,
+    members: &mut Members,
+    event: &Event,
+) -> FanOut {
+    let now = Instant::now();
+    let mut out = FanOut::default();
+    members.retain(|channel, member| {
+        if member.expires_at <= now {
+            out.lapsed += 1;
+            if let Some(entry) = channels.get_mut(channel) {
+                entry.groups.remove(group);
+            }
+            if let Some(meta) = member.presence.take() {
+                out.left.push(Presence {
+                    channel: channel.to_string(),
+                    meta: (*meta).clone(),
+                });
+            }
+            return false;
+        }
+        match member.queue.push(event.clone()) {
+            Ok(()) => out.queued += 1,
+            Err(_) => out.full += 1,
+        }
+        true
+    });
+    out
+}
+
+/// Delivers `event` to `group`, then the leave events of listed members that lapsed on the way
+/// (and of any that lapse while those go out). Drops the group if it emptied.
+fn deliver(state: &mut State, group: &str, event: &Event) -> FanOut {
+    let State { channels, groups } = state;
+    let Some(members) = groups.get_mut(group) else {
+        return FanOut::default();
+    };
+    let mut out = fan_out(channels, group, members, event);
+    let mut owed = std::mem::take(&mut out.left);
+    while let Some(left) = owed.pop() {
+        let mut more = fan_out(channels, group, members, &left.event(PRESENCE_LEAVE));
+        out.add(&more);
+        owed.append(&mut more.left);
+    }
+    if members.is_empty() {
+        groups.remove(group);
+    }
+    out
 }
 
 impl InMemoryChannelLayer {
@@ -209,18 +285,100 @@ impl Inner {
     }
 
     fn forget_channel(&self, channel: &str) {
-        let mut state = self.lock();
-        let State { channels, groups } = &mut *state;
-        let Some(entry) = channels.remove(channel) else {
-            return;
-        };
-        for group in entry.groups {
-            if let Some(members) = groups.get_mut(&group) {
-                members.remove(channel);
-                if members.is_empty() {
-                    groups.remove(&group);
-                }
+        let mut out = FanOut::default();
+        {
+            let mut state = self.lock();
+            let Some(entry) = state.channels.remove(channel) else {
+                return;
+            };
+            for group in entry.groups {
+                out.add(&self.leave_group(&mut state, &group, channel));
             }
+        }
+        self.record(&out, "(departed member's groups)");
+    }
+
+    /// Takes `channel` out of `group`, telling the group if it was listed there.
+    fn leave_group(&self, state: &mut State, group: &str, channel: &str) -> FanOut {
+        let Some(members) = state.groups.get_mut(group) else {
+            return FanOut::default();
+        };
+        let Some(member) = members.remove(channel) else {
+            return FanOut::default();
+        };
+        if members.is_empty() {
+            state.groups.remove(group);
+        }
+        if let Some(entry) = state.channels.get_mut(channel) {
+            entry.groups.remove(group);
+        }
+        match member.presence {
+            Some(meta) => {
+                let left = Presence {
+                    channel: channel.to_owned(),
+                    meta: (*meta).clone(),
+                };
+                deliver(state, group, &left.event(PRESENCE_LEAVE))
+            }
+            None => FanOut::default(),
+        }
+    }
+
+    /// Adds `channel` to `group` (renewing its expiry), listed with `presence` if given; keeps a
+    /// listing it had when `presence` is `None`. `false` if the channel is a departed one.
+    fn join_group(
+        &self,
+        state: &mut State,
+        group: &str,
+        channel: &str,
+        presence: Option<Arc<serde_json::Value>>,
+    ) -> bool {
+        let Some(queue) = self.queue_of(state, channel) else {
+            tracing::debug!(target: "switchboard::layer", group, channel, "group_add of a channel whose receiver is gone: ignored");
+            return false;
+        };
+        let State { channels, groups } = state;
+        let Some((key, entry)) = channels.get_key_value(channel) else {
+            return false;
+        };
+        let key = key.clone();
+        if !entry.groups.contains(group) {
+            if let Some(entry) = channels.get_mut(channel) {
+                entry.groups.insert(group.into());
+            }
+        }
+        let expires_at = Instant::now() + self.config.group_expiry;
+        let members = groups.entry(group.into()).or_default();
+        let presence = presence.or_else(|| members.get(channel).and_then(|m| m.presence.clone()));
+        members.insert(
+            key,
+            Member {
+                queue,
+                expires_at,
+                presence,
+            },
+        );
+        true
+    }
+
+    /// Counts a delivery and says so in the log when members were skipped.
+    fn record(&self, out: &FanOut, group: &str) {
+        let counters = &self.counters;
+        counters.queued.fetch_add(out.queued, Ordering::Relaxed);
+        if out.lapsed > 0 {
+            counters
+                .expired_memberships
+                .fetch_add(out.lapsed, Ordering::Relaxed);
+        }
+        if out.full > 0 {
+            counters.dropped_full.fetch_add(out.full, Ordering::Relaxed);
+            tracing::warn!(
+                target: "switchboard::layer",
+                group,
+                skipped = out.full,
+                delivered = out.queued,
+                "group delivery skipped members whose channel was full"
+            );
         }
     }
 }
@@ -304,93 +462,97 @@ impl ChannelLayer for InMemoryChannelLayer {
     async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
-        let inner = &self.inner;
-        let mut state = inner.lock();
-        let Some(queue) = inner.queue_of(&mut state, channel) else {
-            tracing::debug!(target: "switchboard::layer", group, channel, "group_add of a channel whose receiver is gone: ignored");
-            return Ok(());
-        };
-        let State { channels, groups } = &mut *state;
-        if let Some(entry) = channels.get_mut(channel) {
-            if !entry.groups.contains(group) {
-                entry.groups.insert(group.into());
-            }
-        }
-        let key: Arc<str> = channels
-            .get_key_value(channel)
-            .map_or_else(|| channel.into(), |(key, _)| key.clone());
-        let expires_at = Instant::now() + inner.config.group_expiry;
-        groups
-            .entry(group.into())
-            .or_default()
-            .insert(key, Member { queue, expires_at });
+        self.inner
+            .join_group(&mut self.inner.lock(), group, channel, None);
         Ok(())
     }
 
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
-        let mut state = self.inner.lock();
-        let State { channels, groups } = &mut *state;
-        if let Some(members) = groups.get_mut(group) {
-            members.remove(channel);
-            if members.is_empty() {
-                groups.remove(group);
-            }
-        }
-        if let Some(entry) = channels.get_mut(channel) {
-            entry.groups.remove(group);
-        }
+        let out = self
+            .inner
+            .leave_group(&mut self.inner.lock(), group, channel);
+        self.inner.record(&out, group);
         Ok(())
     }
 
     async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
         validate_group_name(group)?;
-        let inner = &self.inner;
-        let (mut queued, mut full, mut lapsed) = (0u64, 0u64, 0u64);
-        {
-            let mut state = inner.lock();
-            let State { channels, groups } = &mut *state;
-            let Some(members) = groups.get_mut(group) else {
-                return Ok(());
-            };
-            let now = Instant::now();
-            members.retain(|channel, member| {
-                if member.expires_at <= now {
-                    lapsed += 1;
-                    if let Some(entry) = channels.get_mut(channel) {
-                        entry.groups.remove(group);
-                    }
-                    return false;
-                }
-                match member.queue.push(event.clone()) {
-                    Ok(()) => queued += 1,
-                    Err(_) => full += 1,
-                }
-                true
-            });
-            if members.is_empty() {
-                groups.remove(group);
-            }
-        }
-        let counters = &inner.counters;
-        counters.queued.fetch_add(queued, Ordering::Relaxed);
-        if lapsed > 0 {
-            counters
-                .expired_memberships
-                .fetch_add(lapsed, Ordering::Relaxed);
-        }
-        if full > 0 {
-            counters.dropped_full.fetch_add(full, Ordering::Relaxed);
-            tracing::warn!(
-                target: "switchboard::layer",
-                group,
-                skipped = full,
-                delivered = queued,
-                "group_send skipped members whose channel was full"
-            );
-        }
+        let out = deliver(&mut self.inner.lock(), group, &event);
+        self.inner.record(&out, group);
         Ok(())
+    }
+
+    async fn presence_add(
+        &self,
+        group: &str,
+        channel: &str,
+        meta: serde_json::Value,
+    ) -> Result<(), LayerError> {
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let joined = Presence {
+            channel: channel.to_owned(),
+            meta,
+        };
+        let event = joined.event(PRESENCE_JOIN);
+        let out = {
+            let mut state = self.inner.lock();
+            if !self
+                .inner
+                .join_group(&mut state, group, channel, Some(Arc::new(joined.meta)))
+            {
+                return Ok(());
+            }
+            deliver(&mut state, group, &event)
+        };
+        self.inner.record(&out, group);
+        Ok(())
+    }
+
+    async fn presence_remove(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        validate_group_name(group)?;
+        validate_channel_name(channel)?;
+        let out = {
+            let mut state = self.inner.lock();
+            let meta = state
+                .groups
+                .get_mut(group)
+                .and_then(|members| members.get_mut(channel))
+                .and_then(|member| member.presence.take());
+            match meta {
+                Some(meta) => {
+                    let left = Presence {
+                        channel: channel.to_owned(),
+                        meta: (*meta).clone(),
+                    };
+                    deliver(&mut state, group, &left.event(PRESENCE_LEAVE))
+                }
+                None => return Ok(()),
+            }
+        };
+        self.inner.record(&out, group);
+        Ok(())
+    }
+
+    async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
+        validate_group_name(group)?;
+        let now = Instant::now();
+        let state = self.inner.lock();
+        let Some(members) = state.groups.get(group) else {
+            return Ok(Vec::new());
+        };
+        Ok(members
+            .iter()
+            .filter(|(_, member)| member.expires_at > now)
+            .filter_map(|(channel, member)| {
+                member.presence.as_ref().map(|meta| Presence {
+                    channel: channel.to_string(),
+                    meta: (**meta).clone(),
+                })
+            })
+            .collect())
     }
 
     async fn flush(&self) -> Result<(), LayerError> {

@@ -113,6 +113,36 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     /// [`LayerError::InvalidName`] for a bad group name.
     async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError>;
 
+    /// Lists `channel` in `group`'s presence with `meta` (a name, a status: any JSON), joining the
+    /// group if it is not a member, and sends a [`PRESENCE_JOIN`] event to the group, the new
+    /// member included. Listing again replaces the metadata and sends another join.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group or channel name.
+    async fn presence_add(
+        &self,
+        group: &str,
+        channel: &str,
+        meta: serde_json::Value,
+    ) -> Result<(), LayerError>;
+
+    /// Takes `channel` off `group`'s presence list (it stays a member) and sends a
+    /// [`PRESENCE_LEAVE`] event to the group if it was listed. Leaving the group, the channel's
+    /// deletion (the connection ended, however) and membership expiry do the same.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group or channel name.
+    async fn presence_remove(&self, group: &str, channel: &str) -> Result<(), LayerError>;
+
+    /// Who is listed in `group` right now, in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group name.
+    async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError>;
+
     /// Empties every channel and deletes every group (for tests; as Channels' `flush`). Receivers
     /// stay valid.
     ///
@@ -123,6 +153,32 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// A snapshot of the layer's counts, for metrics.
     fn stats(&self) -> LayerStats;
+}
+
+/// The event type sent to a group when a member is listed: `{"type": "presence.join",
+/// "channel": "...", "meta": ...}`.
+pub const PRESENCE_JOIN: &str = "presence.join";
+/// The event type sent to a group when a listed member leaves: `{"type": "presence.leave",
+/// "channel": "...", "meta": ...}` (the metadata it had).
+pub const PRESENCE_LEAVE: &str = "presence.leave";
+
+/// A listed member of a group: its channel name and the metadata it was listed with. Phoenix's
+/// Presence, which Channels lacks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The member's channel name.
+    pub channel: String,
+    /// What it was listed with.
+    pub meta: serde_json::Value,
+}
+
+impl Presence {
+    /// The `presence.join` or `presence.leave` event for this member.
+    pub(crate) fn event(&self, event_type: &str) -> Event {
+        let json =
+            serde_json::json!({ "type": event_type, "channel": self.channel, "meta": self.meta });
+        Event::new(&json).expect("a JSON object with a type")
+    }
 }
 
 /// A snapshot of a layer's counts. Gauges (`channels`, `groups`, `memberships`) are current;
@@ -525,5 +581,174 @@ mod tests {
         assert!(matches!(Event::from_json("{"), Err(EventError::Json(_))));
         let event = Event::from_json(r#"{"type":"chat.m\u0065ssage","n":1}"#).unwrap();
         assert_eq!(event.event_type(), "chat.message");
+    }
+}
+
+/// A shared layer is a layer: an `Arc<dyn ChannelLayer>` (from
+/// [`Context::channel_layer`](crate::consumer::ChannelContext::channel_layer)) can go wherever a
+/// layer is asked for.
+#[async_trait]
+impl<L: ChannelLayer + ?Sized> ChannelLayer for Arc<L> {
+    async fn new_channel(&self) -> Result<ChannelReceiver, LayerError> {
+        (**self).new_channel().await
+    }
+    async fn send(&self, channel: &str, event: Event) -> Result<(), LayerError> {
+        (**self).send(channel, event).await
+    }
+    async fn receive(&self, channel: &str) -> Result<Event, LayerError> {
+        (**self).receive(channel).await
+    }
+    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        (**self).group_add(group, channel).await
+    }
+    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        (**self).group_discard(group, channel).await
+    }
+    async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
+        (**self).group_send(group, event).await
+    }
+    async fn presence_add(
+        &self,
+        group: &str,
+        channel: &str,
+        meta: serde_json::Value,
+    ) -> Result<(), LayerError> {
+        (**self).presence_add(group, channel, meta).await
+    }
+    async fn presence_remove(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        (**self).presence_remove(group, channel).await
+    }
+    async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
+        (**self).presence_list(group).await
+    }
+    async fn flush(&self) -> Result<(), LayerError> {
+        (**self).flush().await
+    }
+    fn stats(&self) -> LayerStats {
+        (**self).stats()
+    }
+}
+
+/// The layer for code that is not async: a thread of its own, a callback from a C library. Each
+/// call blocks the calling thread until the layer has answered, driving the operation on the
+/// given tokio runtime.
+///
+/// ```
+/// use switchboard::layer::{BlockingChannelLayer, ChannelLayer, Event, InMemoryChannelLayer};
+///
+/// let runtime = tokio::runtime::Runtime::new().unwrap();
+/// let layer = InMemoryChannelLayer::new();
+/// let mut inbox = runtime.block_on(layer.new_channel()).unwrap();
+/// let blocking = BlockingChannelLayer::new(layer, runtime.handle().clone());
+/// let name = inbox.name().to_owned();
+/// std::thread::spawn(move || {
+///     blocking.send(&name, Event::from_json(r#"{"type":"tick"}"#).unwrap()).unwrap();
+/// })
+/// .join()
+/// .unwrap();
+/// assert_eq!(inbox.try_recv().unwrap().event_type(), "tick");
+/// ```
+#[derive(Clone)]
+pub struct BlockingChannelLayer {
+    layer: Arc<dyn ChannelLayer>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl fmt::Debug for BlockingChannelLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingChannelLayer")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BlockingChannelLayer {
+    /// Wraps `layer`; operations run on `runtime` (e.g. `Handle::current()` taken in async code
+    /// before spawning the thread).
+    pub fn new(layer: impl ChannelLayer, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            layer: Arc::new(layer),
+            runtime,
+        }
+    }
+
+    /// As [`ChannelLayer::send`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::send`].
+    ///
+    /// # Panics
+    ///
+    /// If called from async code (a tokio runtime thread), as `Handle::block_on` does: use the
+    /// async layer there.
+    pub fn send(&self, channel: &str, event: Event) -> Result<(), LayerError> {
+        self.runtime.block_on(self.layer.send(channel, event))
+    }
+
+    /// As [`ChannelLayer::group_send`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::group_send`].
+    ///
+    /// # Panics
+    ///
+    /// As [`send`](Self::send).
+    pub fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
+        self.runtime.block_on(self.layer.group_send(group, event))
+    }
+
+    /// As [`ChannelLayer::group_add`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::group_add`].
+    ///
+    /// # Panics
+    ///
+    /// As [`send`](Self::send).
+    pub fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        self.runtime.block_on(self.layer.group_add(group, channel))
+    }
+
+    /// As [`ChannelLayer::group_discard`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::group_discard`].
+    ///
+    /// # Panics
+    ///
+    /// As [`send`](Self::send).
+    pub fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
+        self.runtime
+            .block_on(self.layer.group_discard(group, channel))
+    }
+
+    /// As [`ChannelLayer::receive`]: blocks until a message comes.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::receive`].
+    ///
+    /// # Panics
+    ///
+    /// As [`send`](Self::send).
+    pub fn receive(&self, channel: &str) -> Result<Event, LayerError> {
+        self.runtime.block_on(self.layer.receive(channel))
+    }
+
+    /// As [`ChannelLayer::presence_list`], blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::presence_list`].
+    ///
+    /// # Panics
+    ///
+    /// As [`send`](Self::send).
+    pub fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
+        self.runtime.block_on(self.layer.presence_list(group))
     }
 }

@@ -1,0 +1,130 @@
+//! `ChannelContext`: a consumer's own channel and the layer, shared by every kind of consumer.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::layer::{ChannelLayer, Event, LayerError, Presence};
+
+/// A consumer's side of the channel layer: its channel name and the layer, with the shortcuts
+/// consumers use. WebSocket [`Context`](super::Context)s, worker contexts and SSE contexts all
+/// dereference to one, so `ctx.group_send(..)` works in each.
+#[derive(Clone)]
+pub struct ChannelContext {
+    channel_name: Arc<str>,
+    layer: Arc<dyn ChannelLayer>,
+}
+
+impl std::fmt::Debug for ChannelContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelContext")
+            .field("channel_name", &self.channel_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChannelContext {
+    pub(crate) fn new(channel_name: Arc<str>, layer: Arc<dyn ChannelLayer>) -> Self {
+        Self {
+            channel_name,
+            layer,
+        }
+    }
+
+    /// This consumer's channel name: anyone holding it can send events to this consumer.
+    pub fn channel_name(&self) -> &str {
+        &self.channel_name
+    }
+
+    /// The channel layer, for what the shortcuts here do not cover.
+    pub fn channel_layer(&self) -> &Arc<dyn ChannelLayer> {
+        &self.layer
+    }
+
+    /// Adds this consumer's channel to `group`. Memberships end by themselves when the consumer
+    /// does.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group name, or the layer's own failure.
+    pub async fn group_add(&self, group: &str) -> Result<(), LayerError> {
+        self.layer.group_add(group, &self.channel_name).await
+    }
+
+    /// Takes this consumer's channel out of `group`.
+    ///
+    /// # Errors
+    ///
+    /// As [`group_add`](Self::group_add).
+    pub async fn group_discard(&self, group: &str) -> Result<(), LayerError> {
+        self.layer.group_discard(group, &self.channel_name).await
+    }
+
+    /// Sends `event` (serialized once, shared by every member) to every member of `group`, this
+    /// consumer too if it is one. It must serialize to a JSON object with a string `"type"`.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::Event`] if it does not serialize so; [`LayerError::InvalidName`] for a bad
+    /// group name.
+    pub async fn group_send<T: Serialize + ?Sized>(
+        &self,
+        group: &str,
+        event: &T,
+    ) -> Result<(), LayerError> {
+        let event = Event::new(event)?;
+        self.layer.group_send(group, event).await
+    }
+
+    /// Sends `event` to one channel by name (point to point): another consumer's channel name,
+    /// a worker's channel, or this consumer's own (its `event` handler gets it).
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::ChannelFull`] if that channel is full; otherwise as
+    /// [`group_send`](Self::group_send).
+    pub async fn send_to_channel<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        event: &T,
+    ) -> Result<(), LayerError> {
+        let event = Event::new(event)?;
+        self.layer.send(channel, event).await
+    }
+
+    /// Lists this consumer in `group`'s presence with `meta` (joining the group); the group gets a
+    /// `presence.join` event, and a `presence.leave` when this consumer goes, however it goes.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::Event`] if `meta` does not serialize; [`LayerError::InvalidName`] for a bad
+    /// group name.
+    pub async fn presence_add<T: Serialize + ?Sized>(
+        &self,
+        group: &str,
+        meta: &T,
+    ) -> Result<(), LayerError> {
+        let meta = serde_json::to_value(meta).map_err(|e| LayerError::Event(e.into()))?;
+        self.layer
+            .presence_add(group, &self.channel_name, meta)
+            .await
+    }
+
+    /// Takes this consumer off `group`'s presence list (it stays in the group).
+    ///
+    /// # Errors
+    ///
+    /// As [`group_add`](Self::group_add).
+    pub async fn presence_remove(&self, group: &str) -> Result<(), LayerError> {
+        self.layer.presence_remove(group, &self.channel_name).await
+    }
+
+    /// Who is listed in `group` right now.
+    ///
+    /// # Errors
+    ///
+    /// As [`group_add`](Self::group_add).
+    pub async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
+        self.layer.presence_list(group).await
+    }
+}
