@@ -101,6 +101,7 @@ mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod websocket;
+pub mod worker;
 
 pub use async_trait::async_trait;
 

@@ -34,7 +34,7 @@ use crate::websocket::{close_code, Message};
 
 pub use channel::ChannelContext;
 pub use context::{AcceptOptions, ConnectionHandle, Context, WebsocketError};
-pub(crate) use runner::run;
+pub(crate) use runner::{guarded, run, Failure};
 
 /// A WebSocket consumer over raw text and binary messages (Channels' `AsyncWebsocketConsumer`).
 ///

@@ -18,13 +18,13 @@ use crate::application::Handshake;
 use crate::websocket::{close_code, Message, Utf8Bytes};
 
 /// How a handler failed.
-enum Failure {
+pub(crate) enum Failure {
     Error(crate::Error),
     Panic(String),
 }
 
 /// Runs a handler, turning a panic into a [`Failure`] so that it ends only this connection.
-async fn guarded<F>(handler: F) -> Result<(), Failure>
+pub(crate) async fn guarded<F>(handler: F) -> Result<(), Failure>
 where
     F: Future<Output = crate::Result<()>>,
 {
