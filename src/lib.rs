@@ -98,6 +98,7 @@ pub mod middleware;
 pub mod routing;
 pub mod scope;
 mod server;
+pub mod sse;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod websocket;

@@ -195,6 +195,15 @@ where
     }
 }
 
+/// What the server tells HTTP handlers about their connection, in the request's extensions:
+/// read by [`sse::respond`](crate::sse::respond).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionMeta {
+    pub(crate) client: SocketAddr,
+    pub(crate) server: Option<SocketAddr>,
+    pub(crate) shutdown: CancellationToken,
+}
+
 struct Shared {
     app: ProtocolTypeRouter,
     env: Arc<ConnectionEnv>,
@@ -297,6 +306,12 @@ impl Shared {
         local: Option<SocketAddr>,
     ) -> Result<Response<HttpBody>, Infallible> {
         if !has_token(&request, header::UPGRADE, "websocket") {
+            let mut request = request;
+            request.extensions_mut().insert(ConnectionMeta {
+                client: peer,
+                server: local,
+                shutdown: self.env.shutdown.clone(),
+            });
             return self.app.call_http(request).await;
         }
         Ok(self.handle_websocket(request, peer, local).await)
