@@ -9,40 +9,58 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::{ChannelLayer, InMemoryChannelLayer};
-use switchboard::routing::URLRouter;
 use switchboard::testing::{CommunicatorError, HandshakeOutcome, Received, WebsocketCommunicator};
 use switchboard::websocket::{close_code, Message};
 
 const T: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(50);
 
-fn chat_router() -> URLRouter {
-    URLRouter::new().route("/ws/chat/{room}/", chat::ChatConsumer::default)
+/// The chat's whole WebSocket stack (origin check, names, routes), over an in-memory database.
+fn chat_app() -> impl switchboard::application::WebsocketApplication {
+    let history = chat::History::open(std::path::Path::new(":memory:")).unwrap();
+    chat::websocket_app(history, &["localhost".to_owned()])
+}
+
+/// A communicator for the chat at `path`, from a page on localhost.
+fn chat_client(path: &str, layer: &InMemoryChannelLayer) -> WebsocketCommunicator {
+    WebsocketCommunicator::new(chat_app(), path)
+        .channel_layer(layer.clone())
+        .header(
+            http::header::ORIGIN,
+            http::HeaderValue::from_static("http://localhost:8000"),
+        )
+}
+
+/// The next chat message, skipping presence traffic.
+async fn next_message(client: &mut WebsocketCommunicator) -> Value {
+    loop {
+        let got: Value = client.receive_json(T).await.unwrap();
+        if got["type"] == "message" || got.get("error").is_some() {
+            return got;
+        }
+    }
 }
 
 #[tokio::test]
 async fn chat_broadcasts_between_communicators_sharing_a_layer() {
     let layer = InMemoryChannelLayer::new();
-    let mut alice =
-        WebsocketCommunicator::new(chat_router(), "/ws/chat/lobby/").channel_layer(layer.clone());
-    let mut bob =
-        WebsocketCommunicator::new(chat_router(), "/ws/chat/lobby/").channel_layer(layer.clone());
-    let mut carol =
-        WebsocketCommunicator::new(chat_router(), "/ws/chat/other/").channel_layer(layer.clone());
+    let mut alice = chat_client("/ws/chat/lobby/?name=alice", &layer);
+    let mut bob = chat_client("/ws/chat/lobby/?name=bob", &layer);
+    let mut carol = chat_client("/ws/chat/other/?name=carol", &layer);
     for c in [&mut alice, &mut bob, &mut carol] {
         c.connect().await.unwrap().expect_accepted();
     }
-    alice
-        .send_json(&json!({ "message": "hi", "user": "alice" }))
-        .await
-        .unwrap();
+    alice.send_json(&json!({ "message": "hi" })).await.unwrap();
     for c in [&mut alice, &mut bob] {
-        let got: Value = c.receive_json(T).await.unwrap();
+        let got = next_message(c).await;
         assert_eq!(
             (got["message"].as_str(), got["user"].as_str()),
             (Some("hi"), Some("alice"))
         );
     }
+    // carol only ever hears her own room's presence.
+    let presence: Value = carol.receive_json(T).await.unwrap();
+    assert_eq!(presence, json!({ "type": "presence", "online": ["carol"] }));
     assert!(carol.receive_nothing(QUIET).await.unwrap());
     assert_eq!(layer.stats().memberships, 3);
     for c in [&mut alice, &mut bob, &mut carol] {
@@ -55,27 +73,30 @@ async fn chat_broadcasts_between_communicators_sharing_a_layer() {
 
 #[tokio::test]
 async fn chat_answers_bad_input_with_an_error_message() {
-    let mut client = WebsocketCommunicator::new(chat_router(), "/ws/chat/lobby/");
+    let layer = InMemoryChannelLayer::new();
+    let mut client = chat_client("/ws/chat/lobby/", &layer);
     client.connect().await.unwrap().expect_accepted();
     client.send_text("{oops").await.unwrap();
-    let error: Value = client.receive_json(T).await.unwrap();
-    assert!(error["error"]
+    assert!(next_message(&mut client).await["error"]
         .as_str()
         .unwrap()
         .starts_with("invalid message"));
     client.send_binary(vec![1u8, 2]).await.unwrap();
-    let error: Value = client.receive_json(T).await.unwrap();
-    assert!(error["error"].as_str().unwrap().contains("binary"));
+    assert!(next_message(&mut client).await["error"]
+        .as_str()
+        .unwrap()
+        .contains("binary"));
 }
 
 #[tokio::test]
 async fn refusals_come_back_as_statuses() {
-    let mut unknown = WebsocketCommunicator::new(chat_router(), "/ws/nowhere/");
+    let layer = InMemoryChannelLayer::new();
+    let mut unknown = chat_client("/ws/nowhere/", &layer);
     assert_eq!(
         unknown.connect().await.unwrap(),
         HandshakeOutcome::Rejected(http::StatusCode::NOT_FOUND)
     );
-    let mut bad_room = WebsocketCommunicator::new(chat_router(), "/ws/chat/no%20spaces/");
+    let mut bad_room = chat_client("/ws/chat/no%20spaces/", &layer);
     assert_eq!(
         bad_room.connect().await.unwrap(),
         HandshakeOutcome::Rejected(http::StatusCode::FORBIDDEN)
@@ -84,6 +105,14 @@ async fn refusals_come_back_as_statuses() {
         bad_room.send_text("x").await,
         Err(CommunicatorError::NotConnected)
     ));
+    let mut foreign = WebsocketCommunicator::new(chat_app(), "/ws/chat/lobby/").header(
+        http::header::ORIGIN,
+        http::HeaderValue::from_static("https://evil.example"),
+    );
+    assert_eq!(
+        foreign.connect().await.unwrap(),
+        HandshakeOutcome::Rejected(http::StatusCode::FORBIDDEN)
+    );
 }
 
 /// Accepts the client's last subprotocol, echoes, and closes on "bye".
@@ -150,8 +179,7 @@ async fn subprotocols_messages_and_server_close() {
 #[tokio::test]
 async fn shutdown_closes_with_1001_and_leaves_nothing_behind() {
     let layer = InMemoryChannelLayer::new();
-    let mut client =
-        WebsocketCommunicator::new(chat_router(), "/ws/chat/lobby/").channel_layer(layer.clone());
+    let mut client = chat_client("/ws/chat/lobby/", &layer);
     client.connect().await.unwrap().expect_accepted();
     assert_eq!(
         client.shutdown().await.unwrap(),

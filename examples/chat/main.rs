@@ -1,23 +1,37 @@
-//! The bundled chat: rooms, user names, a page a person can use in a browser.
+//! The bundled chat: rooms, user names, who is online, history, and announcements over HTTP.
 //!
 //! ```text
 //! cargo run --release --example chat            # http://127.0.0.1:8000/
-//! cargo run --release --example chat -- --addr 127.0.0.1:9000
+//! cargo run --release --example chat -- --addr 127.0.0.1:9000 --db /tmp/chat.sqlite3
+//! curl -X POST -H 'content-type: application/json' -d '{"message":"maintenance at noon"}' \
+//!      http://127.0.0.1:8000/rooms/lobby/announce
 //! ```
 //!
-//! The WebSocket protocol is the Channels tutorial's: connect to `/ws/chat/{room}/`, send
-//! `{"message": "..."}` (optionally `"user": "..."`); every member of the room, the sender too,
-//! receives `{"message": "...", "user": "...", "time": <ms since 1970>}`. Malformed input is
-//! answered with `{"error": "..."}` and the connection carries on.
+//! The WebSocket protocol extends the Channels tutorial's: connect to `/ws/chat/{room}/?name=ada`
+//! (or with a `name` cookie), send `{"message": "..."}`; every member of the room, the sender too,
+//! receives `{"type": "message", "id": 7, "message": "...", "user": "ada", "time": <ms>}`. On
+//! joining, the last 50 messages arrive the same way with `"history": true`. Also sent:
+//! `{"type": "presence", "online": ["ada", "bob"]}` whenever that changes, `{"type": "joined" |
+//! "left", "user": "bob"}`, and `{"error": "..."}` for malformed input (the connection carries on).
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Html;
-use axum::routing::get;
+use axum::routing::{get, post};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
+use switchboard::application::WebsocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebsocketConsumer};
+use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer};
+use switchboard::middleware::{
+    authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
+};
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
 
 /// Longest message accepted, in characters.
@@ -26,6 +40,8 @@ const MAX_MESSAGE_CHARS: usize = 2000;
 const MAX_USER_CHARS: usize = 32;
 /// Longest room name accepted (the group name adds a 5-character prefix; groups stay under 100).
 const MAX_ROOM_CHARS: usize = 64;
+/// Messages sent to a client when it joins a room.
+pub(crate) const HISTORY_ON_JOIN: usize = 50;
 
 #[derive(Parser, Debug)]
 #[command(about = "switchboard's chat example")]
@@ -33,14 +49,129 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000", env = "SWITCHBOARD_ADDR")]
     addr: SocketAddr,
+    /// SQLite file that keeps each room's history (made if missing).
+    #[arg(long, env = "SWITCHBOARD_CHAT_DB", default_value_os_t = std::env::temp_dir().join("switchboard-chat.sqlite3"))]
+    db: PathBuf,
+    /// Hosts whose pages may open WebSockets here (Origin check), besides localhost and the
+    /// address listened on. Repeat for several.
+    #[arg(long = "allowed-host")]
+    allowed_hosts: Vec<String>,
+}
+
+/// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
+#[derive(Clone, Debug)]
+pub(crate) struct ChatUser {
+    name: String,
+}
+
+/// A stored message, as the browser receives it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct StoredMessage {
+    id: i64,
+    message: String,
+    user: String,
+    time: u64,
+}
+
+/// Each room's messages in SQLite. Calls run on tokio's blocking pool.
+#[derive(Clone)]
+pub(crate) struct History {
+    db: Arc<Mutex<rusqlite::Connection>>,
+}
+
+impl History {
+    pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Self> {
+        let db = rusqlite::Connection::open(path)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE IF NOT EXISTS messages (
+                 id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
+                 message TEXT NOT NULL, time INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS messages_room ON messages (room, id);",
+        )?;
+        Ok(Self {
+            db: Arc::new(Mutex::new(db)),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> switchboard::Result<T> {
+        let db = self.db.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let db = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&db)
+        })
+        .await?;
+        Ok(result?)
+    }
+
+    /// Stores a message and returns it with its id.
+    pub(crate) async fn add(
+        &self,
+        room: &str,
+        user: &str,
+        message: &str,
+    ) -> switchboard::Result<StoredMessage> {
+        let (room, user, message, time) = (
+            room.to_owned(),
+            user.to_owned(),
+            message.to_owned(),
+            now_ms(),
+        );
+        self.blocking(move |db| {
+            db.execute(
+                "INSERT INTO messages (room, user, message, time) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![room, user, message, time as i64],
+            )?;
+            Ok(StoredMessage {
+                id: db.last_insert_rowid(),
+                message,
+                user,
+                time,
+            })
+        })
+        .await
+    }
+
+    /// The last `limit` messages of `room`, oldest first.
+    pub(crate) async fn recent(
+        &self,
+        room: &str,
+        limit: usize,
+    ) -> switchboard::Result<Vec<StoredMessage>> {
+        let room = room.to_owned();
+        self.blocking(move |db| {
+            let mut query = db.prepare(
+                "SELECT id, message, user, time FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = query.query_map(rusqlite::params![room, limit as i64], |row| {
+                Ok(StoredMessage {
+                    id: row.get(0)?,
+                    message: row.get(1)?,
+                    user: row.get(2)?,
+                    time: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
 }
 
 /// What the browser sends.
 #[derive(Deserialize)]
 pub(crate) struct ChatIn {
     message: String,
-    #[serde(default)]
-    user: Option<String>,
+}
+
+/// What a user is listed in a room's presence with.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct Listed {
+    name: String,
 }
 
 /// What travels through the channel layer to every member of the room.
@@ -48,24 +179,50 @@ pub(crate) struct ChatIn {
 #[serde(tag = "type")]
 pub(crate) enum ChatEvent {
     #[serde(rename = "chat.message")]
-    Message {
-        message: String,
-        user: String,
-        time: u64,
-    },
+    Message(StoredMessage),
+    #[serde(rename = "presence.join")]
+    Joined { channel: String, meta: Listed },
+    #[serde(rename = "presence.leave")]
+    Left { channel: String, meta: Listed },
 }
 
-/// What the browser receives.
+/// What the browser receives for a message.
 #[derive(Serialize)]
-struct ChatOut<'a> {
-    message: &'a str,
-    user: &'a str,
-    time: u64,
+struct MessageOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    stored: &'a StoredMessage,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    history: bool,
 }
 
-#[derive(Default)]
 pub(crate) struct ChatConsumer {
+    history: History,
+    room: String,
     group: String,
+    /// Who is online in the room, by channel name (kept from presence events).
+    online: HashMap<String, String>,
+}
+
+impl ChatConsumer {
+    pub(crate) fn new(history: History) -> Self {
+        Self {
+            history,
+            room: String::new(),
+            group: String::new(),
+            online: HashMap::new(),
+        }
+    }
+
+    async fn send_online(&self, ctx: &mut Context) -> switchboard::Result<()> {
+        // One entry per name, however many tabs it has open.
+        let names: BTreeMap<&str, ()> = self.online.values().map(|n| (n.as_str(), ())).collect();
+        let names: Vec<&str> = names.into_keys().collect();
+        ctx.send_json(&serde_json::json!({ "type": "presence", "online": names }))
+            .await?;
+        Ok(())
+    }
 }
 
 fn valid_room(room: &str) -> bool {
@@ -82,22 +239,57 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+fn clean_name(name: &str) -> Option<String> {
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_CHARS)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
 #[switchboard::async_trait]
 impl JsonWebsocketConsumer for ChatConsumer {
     type Incoming = ChatIn;
     type Event = ChatEvent;
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
-        let room = ctx.scope().url_route.get("room").unwrap_or("lobby");
-        if !valid_room(room) {
+        let room = ctx
+            .scope()
+            .url_route
+            .get("room")
+            .unwrap_or("lobby")
+            .to_owned();
+        if !valid_room(&room) {
             // Before accept, close refuses the handshake with HTTP 403.
             ctx.close(4000, "bad room name").await?;
             return Ok(());
         }
+        let name = ctx
+            .scope()
+            .extensions
+            .get::<ChatUser>()
+            .map_or("anonymous", |u| &u.name)
+            .to_owned();
         self.group = format!("chat_{room}");
-        ctx.group_add(&self.group).await?;
+        self.room = room;
+        ctx.presence_add(&self.group, &Listed { name }).await?; // joins the group too
+        for listed in ctx.presence_list(&self.group).await? {
+            if let Ok(meta) = serde_json::from_value::<Listed>(listed.meta) {
+                self.online.insert(listed.channel, meta.name);
+            }
+        }
         ctx.accept().await?;
-        Ok(())
+        for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
+            ctx.send_json(&MessageOut {
+                kind: "message",
+                stored: &stored,
+                history: true,
+            })
+            .await?;
+        }
+        self.send_online(ctx).await
     }
 
     async fn receive_json(&mut self, ctx: &mut Context, msg: ChatIn) -> switchboard::Result<()> {
@@ -108,33 +300,41 @@ impl JsonWebsocketConsumer for ChatConsumer {
         if message.chars().count() > MAX_MESSAGE_CHARS {
             return send_error(ctx, "message too long").await;
         }
-        let user = msg.user.as_deref().map(str::trim).unwrap_or_default();
-        let user: String = match user {
-            "" => "anonymous".into(),
-            name => name.chars().take(MAX_USER_CHARS).collect(),
-        };
-        let event = ChatEvent::Message {
-            message: message.to_owned(),
-            user,
-            time: now_ms(),
-        };
-        ctx.group_send(&self.group, &event).await?;
+        let user = ctx
+            .scope()
+            .extensions
+            .get::<ChatUser>()
+            .map_or("anonymous", |u| &u.name)
+            .to_owned();
+        let stored = self.history.add(&self.room, &user, message).await?;
+        ctx.group_send(&self.group, &ChatEvent::Message(stored))
+            .await?;
         Ok(())
     }
 
     async fn event(&mut self, ctx: &mut Context, event: ChatEvent) -> switchboard::Result<()> {
         match event {
-            ChatEvent::Message {
-                message,
-                user,
-                time,
-            } => {
-                let out = ChatOut {
-                    message: &message,
-                    user: &user,
-                    time,
-                };
-                ctx.send_json(&out).await?;
+            ChatEvent::Message(stored) => {
+                ctx.send_json(&MessageOut {
+                    kind: "message",
+                    stored: &stored,
+                    history: false,
+                })
+                .await?;
+            }
+            ChatEvent::Joined { channel, meta } => {
+                let new = self.online.insert(channel, meta.name.clone()).is_none();
+                if new {
+                    ctx.send_json(&serde_json::json!({ "type": "joined", "user": meta.name }))
+                        .await?;
+                    self.send_online(ctx).await?;
+                }
+            }
+            ChatEvent::Left { channel, meta } => {
+                self.online.remove(&channel);
+                ctx.send_json(&serde_json::json!({ "type": "left", "user": meta.name }))
+                    .await?;
+                self.send_online(ctx).await?;
             }
         }
         Ok(())
@@ -155,39 +355,121 @@ async fn send_error(ctx: &mut Context, error: &str) -> switchboard::Result<()> {
     Ok(())
 }
 
+/// The chat's WebSocket side: origin check → user name → `/ws/chat/{room}/`.
+pub(crate) fn websocket_app(
+    history: History,
+    allowed_hosts: &[String],
+) -> impl WebsocketApplication {
+    let names = authenticator_fn(|name: String| async move {
+        Ok(clean_name(&name).map(|name| ChatUser { name }))
+    });
+    AllowedHostsOriginValidator::new(
+        AuthMiddleware::new(
+            URLRouter::new().nest(
+                "/ws",
+                URLRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
+            ),
+            names,
+        )
+        .token_sources([TokenSource::query("name"), TokenSource::cookie("name")]),
+        allowed_hosts,
+    )
+}
+
+#[derive(Clone)]
+struct AppState {
+    layer: InMemoryChannelLayer,
+    history: History,
+}
+
+#[derive(Deserialize)]
+struct Announcement {
+    message: String,
+}
+
+/// `POST /rooms/{room}/announce {"message": "..."}`: stored, and sent to everyone in the room.
+async fn announce(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    axum::Json(body): axum::Json<Announcement>,
+) -> Result<(StatusCode, axum::Json<StoredMessage>), (StatusCode, String)> {
+    let message = body.message.trim();
+    if !valid_room(&room) || message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "a valid room and a message of 1 to 2000 characters\n".into(),
+        ));
+    }
+    let stored = state
+        .history
+        .add(&room, "announcement", message)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+    let event = Event::new(&ChatEvent::Message(stored.clone()))
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+    state
+        .layer
+        .group_send(&format!("chat_{room}"), event)
+        .await
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+    Ok((StatusCode::ACCEPTED, axum::Json(stored)))
+}
+
 /// The HTTP side: an ordinary axum router.
-fn pages() -> axum::Router {
+fn pages(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/", get(|| async { Html(include_str!("index.html")) }))
         .route(
             "/chat/{room}/",
             get(|| async { Html(include_str!("room.html")) }),
         )
+        .route("/rooms/{room}/announce", post(announce))
+        .with_state(state)
 }
 
-/// The whole application: axum for pages, the chat consumer for `/ws/chat/{room}/`.
-pub(crate) fn application() -> ProtocolTypeRouter {
+/// The whole application: axum for pages and announcements, the chat consumer for
+/// `/ws/chat/{room}/`. `layer` must be the one the server gives its consumers.
+pub(crate) fn application(
+    layer: InMemoryChannelLayer,
+    history: History,
+    allowed_hosts: &[String],
+) -> ProtocolTypeRouter {
     ProtocolTypeRouter::new()
-        .http(pages())
-        .websocket(URLRouter::new().nest(
-            "/ws",
-            URLRouter::new().route("/chat/{room}/", ChatConsumer::default),
-        ))
+        .http(pages(AppState {
+            layer,
+            history: history.clone(),
+        }))
+        .websocket(websocket_app(history, allowed_hosts))
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
+    let history = History::open(&args.db)?;
+    let mut hosts = args.allowed_hosts;
+    hosts.extend([
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "[::1]".to_owned(),
+        args.addr.ip().to_string(),
+    ]);
+    let layer = InMemoryChannelLayer::new();
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
-    println!("chat: open http://{}/ in a browser", listener.local_addr()?);
-    switchboard::serve(listener, application())
+    println!(
+        "chat: open http://{}/ in a browser (history in {})",
+        listener.local_addr()?,
+        args.db.display()
+    );
+    switchboard::serve(listener, application(layer.clone(), history, &hosts))
+        .channel_layer(layer)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .await
+        .await?;
+    Ok(())
 }

@@ -180,8 +180,11 @@ impl<A> AllowedHostsOriginValidator<A> {
             .into_iter()
             .map(|h| {
                 let h = h.as_ref();
-                // A host is a pattern with no scheme; drop a port if one was given.
-                h.split_once(':').map_or(h, |(host, _)| host).to_owned()
+                // A host is a pattern with no scheme; drop a port if one was given ("[::1]:80").
+                match h.find(']') {
+                    Some(end) => h[..=end].to_owned(),
+                    None => h.split_once(':').map_or(h, |(host, _)| host).to_owned(),
+                }
             })
             .collect();
         Self(OriginValidator::new(inner, hosts))
@@ -234,5 +237,14 @@ mod tests {
             &["http://localhost:8000"],
             Some("http://localhost:8001")
         ));
+    }
+
+    #[test]
+    fn allowed_hosts_keep_ipv6_literals() {
+        let v = AllowedHostsOriginValidator::new((), ["[::1]", "[::2]:8000", "example.com:443"]);
+        assert!(v.0.allows(Some("http://[::1]:8000")));
+        assert!(v.0.allows(Some("https://[::2]")));
+        assert!(v.0.allows(Some("http://example.com:8080")));
+        assert!(!v.0.allows(Some("http://[::3]")));
     }
 }

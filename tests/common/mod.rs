@@ -71,6 +71,19 @@ impl TestServer {
         client
     }
 
+    /// Connects as a browser page from `origin` would (with an `Origin` header).
+    pub async fn connect_from(&self, path: &str, origin: &str) -> Client {
+        let mut request = self.url(path).into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("origin", http::HeaderValue::from_str(origin).unwrap());
+        let (client, response) = within(tokio_tungstenite::connect_async(request))
+            .await
+            .unwrap_or_else(|e| panic!("connect to {path} from {origin}: {e}"));
+        assert_eq!(response.status(), 101);
+        client
+    }
+
     /// Tries a WebSocket handshake on `path` and returns the HTTP status it was answered with.
     pub async fn handshake_status(&self, path: &str) -> u16 {
         handshake_status(self.url(path)).await
