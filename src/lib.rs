@@ -75,7 +75,7 @@
 //! | `AsyncWebsocketConsumer` | [`consumer::WebsocketConsumer`] |
 //! | `AsyncJsonWebsocketConsumer` | [`consumer::JsonWebsocketConsumer`] |
 //! | `self.accept()`, `self.close(code)` | [`Context::accept`](consumer::Context::accept), [`Context::close`](consumer::Context::close) |
-//! | `self.channel_name`, `self.channel_layer` | [`Context::channel_name`](consumer::Context::channel_name), [`Context::channel_layer`](consumer::Context::channel_layer) |
+//! | `self.channel_name`, `self.channel_layer` | [`ctx.channel_name()`](consumer::ChannelContext::channel_name), [`ctx.channel_layer()`](consumer::ChannelContext::channel_layer) |
 //! | handler methods named after the event `type` | [`JsonWebsocketConsumer::event`](consumer::JsonWebsocketConsumer::event) with a `#[serde(tag = "type")]` enum |
 //! | `InMemoryChannelLayer` | [`layer::InMemoryChannelLayer`] |
 //! | `get_channel_layer()` | the layer you pass to [`Serve::channel_layer`] (clone it for HTTP handlers) |

@@ -1,0 +1,128 @@
+// The chat in a real browser: headless Chromium (Debian's, at /usr/bin/chromium) driven by
+// playwright-core, against the chat example's binary. `.ci/run` installs both and runs:
+//
+//   CHAT_BIN=target/debug/examples/chat NODE_PATH=<dir>/node_modules node --test tests/browser/
+//
+// Two pages chat in one room, the presence list follows a page that closes, a late joiner gets
+// the history, and the pages reconnect by themselves after the server restarts.
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const CHAT_BIN = process.env.CHAT_BIN || 'target/debug/examples/chat';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const WAIT = 15000;
+const db = path.join(os.tmpdir(), `switchboard-browser-test-${process.pid}.sqlite3`);
+
+let server = null;
+let address = null;
+let browser = null;
+
+/** Starts the chat on `addr` and resolves with the address it listens on. */
+function startChat(addr) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(CHAT_BIN, ['--addr', addr, '--db', db], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('chat did not start: ' + out)), WAIT);
+    child.on('error', reject);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const found = /open http:\/\/([^/]+)\//.exec(out);
+      if (found) {
+        clearTimeout(timer);
+        server = child;
+        resolve(found[1]);
+      }
+    });
+  });
+}
+
+function stopChat() {
+  return new Promise((resolve) => {
+    if (!server || server.exitCode !== null) return resolve();
+    server.once('exit', () => resolve());
+    server.kill('SIGKILL');
+  });
+}
+
+before(async () => {
+  for (const suffix of ['', '-wal', '-shm']) fs.rmSync(db + suffix, { force: true });
+  address = await startChat('127.0.0.1:0');
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  await stopChat();
+  for (const suffix of ['', '-wal', '-shm']) fs.rmSync(db + suffix, { force: true });
+});
+
+async function openRoom(room, name) {
+  const page = await browser.newPage();
+  await page.addInitScript((n) => localStorage.setItem('switchboard.user', n), name);
+  await page.goto(`http://${address}/chat/${room}/`);
+  await page.waitForSelector('#status.open', { timeout: WAIT });
+  return page;
+}
+
+async function say(page, text) {
+  await page.fill('#message', text);
+  await page.press('#message', 'Enter');
+}
+
+const online = (page) => page.$$eval('#online li', (items) => items.map((li) => li.textContent));
+
+async function waitOnline(page, names) {
+  await page.waitForFunction(
+    (want) => JSON.stringify([...document.querySelectorAll('#online li')].map((li) => li.textContent)) === want,
+    JSON.stringify(names), { timeout: WAIT });
+}
+
+test('two pages in one room chat, and presence follows a page that closes', async () => {
+  const ada = await openRoom('lobby', 'ada');
+  const bob = await openRoom('lobby', 'bob');
+  const eve = await openRoom('elsewhere', 'eve');
+  await waitOnline(ada, ['ada', 'bob']);
+
+  await say(ada, '<b>hi</b> from ada');
+  await bob.waitForSelector('#log li:has-text("from ada")', { timeout: WAIT });
+  const line = await bob.textContent('#log li:has-text("from ada")');
+  assert.match(line, /^ada<b>hi<\/b> from ada/);
+  assert.equal(await bob.locator('#log b').count(), 0, 'HTML arrives as text');
+  await say(bob, 'hello back');
+  await ada.waitForSelector('#log li:has-text("hello back")', { timeout: WAIT });
+  assert.equal(await eve.locator('#log li:has-text("from ada")').count(), 0, 'rooms are isolated');
+
+  await bob.close();
+  await waitOnline(ada, ['ada']);
+  await ada.waitForSelector('#log li.note:has-text("bob left")', { timeout: WAIT });
+  await ada.close();
+  await eve.close();
+});
+
+test('a late joiner gets the history; pages reconnect after a restart without duplicates', async () => {
+  const cat = await openRoom('lobby', 'cat');
+  await cat.waitForSelector('#log li.history:has-text("hello back")', { timeout: WAIT });
+  assert.deepEqual(await online(cat), ['cat']);
+
+  await stopChat();
+  await cat.waitForSelector('#status.closed', { timeout: WAIT });
+  address = await startChat(address); // same port: the page reconnects to it
+  await cat.waitForSelector('#status.open', { timeout: 30000 });
+  await say(cat, 'after restart');
+  await cat.waitForSelector('#log li:has-text("after restart")', { timeout: WAIT });
+  // The history sent again on reconnect is not shown twice.
+  assert.equal(await cat.locator('#log li:has-text("hello back")').count(), 1);
+  await cat.screenshot({ path: path.join(os.tmpdir(), 'switchboard-chat.png') });
+  await cat.close();
+});
