@@ -3,15 +3,13 @@
 
 mod common;
 
-use common::{recv, recv_json, within, TestServer};
-use futures_util::SinkExt;
+use common::{recv_json, recv_text, text, within, TestServer};
 use serde_json::{json, Value};
 use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::{BlockingChannelLayer, Event};
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
 use switchboard::websocket::Message;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite;
 
 /// Lets the spawned "work" go on only when the test says so.
 static WORK_GATE: Semaphore = Semaphore::const_new(0);
@@ -85,19 +83,6 @@ impl WebsocketConsumer for Worker {
 
 fn app() -> ProtocolTypeRouter {
     ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/", Worker::default))
-}
-
-async fn text(client: &mut common::Client, line: &str) {
-    within(client.send(tungstenite::Message::text(line)))
-        .await
-        .unwrap();
-}
-
-async fn recv_text(client: &mut common::Client) -> String {
-    match recv(client).await {
-        tungstenite::Message::Text(t) => t.to_string(),
-        other => panic!("{other:?}"),
-    }
 }
 
 /// Skips presence events.

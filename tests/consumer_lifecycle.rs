@@ -5,16 +5,15 @@
 mod common;
 
 use common::{
-    disconnected, next_note, notes, recv, recv_close, until_closed, within, Note, Observed,
-    TestServer,
+    disconnected, next_note, notes, recv_close, recv_text, text, until_closed, within, Note,
+    Observed, TestServer,
 };
-use futures_util::SinkExt;
 use switchboard::consumer::{AcceptOptions, Context, WebsocketConsumer, WebsocketError};
 use switchboard::layer::{ChannelLayer, Event};
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
 use switchboard::websocket::{close_code, Message};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, protocol::CloseFrame};
+use tokio_tungstenite::tungstenite::{client::IntoClientRequest, protocol::CloseFrame};
 
 /// Does what the client asks: `?connect=` picks the handshake's fate; text commands pick the
 /// rest (`echo …`, `close CODE REASON`, `error`, `panic`, `tell CHANNEL`).
@@ -109,19 +108,6 @@ fn app() -> (ProtocolTypeRouter, mpsc::Receiver<Note>) {
     let app = ProtocolTypeRouter::new()
         .websocket(URLRouter::new().route("/ws/", move || Observed::new(Scripted, tx.clone())));
     (app, rx)
-}
-
-async fn text(client: &mut common::Client, line: &str) {
-    within(client.send(tungstenite::Message::text(line)))
-        .await
-        .unwrap();
-}
-
-async fn recv_text(client: &mut common::Client) -> String {
-    match recv(client).await {
-        tungstenite::Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
 }
 
 /// Shuts the server down and checks that exactly `pending` more `disconnect`s ran: those of the

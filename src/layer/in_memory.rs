@@ -202,6 +202,20 @@ fn deliver(state: &mut State, group: &str, event: &Event) -> FanOut {
     out
 }
 
+/// Tells `group` that `channel`, listed with `meta`, has left its presence.
+fn announce_leave(
+    state: &mut State,
+    group: &str,
+    channel: &str,
+    meta: &serde_json::Value,
+) -> FanOut {
+    let left = Presence {
+        channel: channel.to_owned(),
+        meta: meta.clone(),
+    };
+    deliver(state, group, &left.event(PRESENCE_LEAVE))
+}
+
 impl InMemoryChannelLayer {
     /// A layer with Channels' defaults: capacity 100, expiry 60 s, group expiry 86400 s.
     pub fn new() -> Self {
@@ -313,13 +327,7 @@ impl Inner {
             entry.groups.remove(group);
         }
         match member.presence {
-            Some(meta) => {
-                let left = Presence {
-                    channel: channel.to_owned(),
-                    meta: (*meta).clone(),
-                };
-                deliver(state, group, &left.event(PRESENCE_LEAVE))
-            }
+            Some(meta) => announce_leave(state, group, channel, &meta),
             None => FanOut::default(),
         }
     }
@@ -522,13 +530,7 @@ impl ChannelLayer for InMemoryChannelLayer {
                 .and_then(|members| members.get_mut(channel))
                 .and_then(|member| member.presence.take());
             match meta {
-                Some(meta) => {
-                    let left = Presence {
-                        channel: channel.to_owned(),
-                        meta: (*meta).clone(),
-                    };
-                    deliver(&mut state, group, &left.event(PRESENCE_LEAVE))
-                }
+                Some(meta) => announce_leave(&mut state, group, channel, &meta),
                 None => return Ok(()),
             }
         };

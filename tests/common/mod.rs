@@ -167,6 +167,21 @@ pub async fn until_closed(client: &mut Client) {
     }
 }
 
+/// Sends a text message.
+pub async fn text(client: &mut Client, line: &str) {
+    within(client.send(tungstenite::Message::text(line)))
+        .await
+        .unwrap();
+}
+
+/// The next text message from the server.
+pub async fn recv_text(client: &mut Client) -> String {
+    match recv(client).await {
+        tungstenite::Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
 pub async fn send_json(client: &mut Client, value: &Value) {
     within(client.send(tungstenite::Message::text(value.to_string())))
         .await
