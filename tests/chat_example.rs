@@ -44,12 +44,13 @@ async fn join(server: &TestServer, room: &str, name: &str) -> (Client, Vec<Value
         match got["type"].as_str() {
             Some("message") => history.push(got),
             Some("presence") => {
-                let online = got["online"]
+                let mut online: Vec<String> = got["online"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|n| n.as_str().unwrap().to_owned())
+                    .map(|m| m["name"].as_str().unwrap().to_owned())
                     .collect();
+                online.sort();
                 return (client, history, online);
             }
             _ => panic!("unexpected before the presence list: {got}"),
@@ -326,17 +327,21 @@ async fn presence_lists_who_is_online_and_survives_dropped_connections() {
     assert_eq!(online, ["ada"]);
     let (bob, _, online) = join(&server, "lobby", "bob").await;
     assert_eq!(online, ["ada", "bob"]);
-    assert_eq!(next_of(&mut ada, "joined").await["user"], "bob");
+    // ada first hears her own join (already on her list), then bob's.
     assert_eq!(
-        next_of(&mut ada, "presence").await["online"],
-        json!(["ada", "bob"])
+        next_of(&mut ada, "presence.join").await["meta"]["name"],
+        "ada"
     );
+    let joined = next_of(&mut ada, "presence.join").await;
+    assert_eq!(joined["meta"]["name"], "bob");
     drop(bob); // TCP goes, no close frame
-    assert_eq!(next_of(&mut ada, "left").await["user"], "bob");
+    let left = next_of(&mut ada, "presence.leave").await;
     assert_eq!(
-        next_of(&mut ada, "presence").await["online"],
-        json!(["ada"])
+        (left["meta"]["name"].as_str(), &left["channel"]),
+        (Some("bob"), &joined["channel"])
     );
+    let (_, _, online) = join(&server, "lobby", "cat").await;
+    assert_eq!(online, ["ada", "cat"]);
 }
 
 #[tokio::test]

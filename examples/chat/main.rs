@@ -10,11 +10,14 @@
 //! The WebSocket protocol extends the Channels tutorial's: connect to `/ws/chat/{room}/?name=ada`
 //! (or with a `name` cookie), send `{"message": "..."}`; every member of the room, the sender too,
 //! receives `{"type": "message", "id": 7, "message": "...", "user": "ada", "time": <ms>}`. On
-//! joining, the last 50 messages arrive the same way with `"history": true`. Also sent:
-//! `{"type": "presence", "online": ["ada", "bob"]}` whenever that changes, `{"type": "joined" |
-//! "left", "user": "bob"}`, and `{"error": "..."}` for malformed input (the connection carries on).
+//! joining, the last 50 messages arrive the same way with `"history": true`, then
+//! `{"type": "presence", "online": [{"channel": "...", "name": "ada"}, ...]}`; after that, who
+//! comes and goes arrives as `{"type": "presence.join" | "presence.leave", "channel": "...",
+//! "meta": {"name": "bob"}}`. Malformed input gets `{"error": "..."}` and the connection carries on.
+//!
+//! The room's events go to browsers as they are (`FORWARDED_EVENTS`): a message is encoded once,
+//! whatever the size of the room.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,7 +31,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use switchboard::application::WebsocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebsocketConsumer};
-use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer};
+use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig};
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
 };
@@ -56,6 +59,13 @@ struct Args {
     /// address listened on. Repeat for several.
     #[arg(long = "allowed-host")]
     allowed_hosts: Vec<String>,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, env = "SWITCHBOARD_THREADS")]
+    threads: Option<usize>,
+    /// Messages each connection's channel holds before a room's messages to it are dropped (and
+    /// counted). A room's senders can have this many messages on their way to one reader.
+    #[arg(long, default_value_t = 1000)]
+    capacity: usize,
 }
 
 /// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
@@ -82,8 +92,11 @@ pub(crate) struct History {
 impl History {
     pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Self> {
         let db = rusqlite::Connection::open(path)?;
+        // WAL with synchronous=NORMAL: a commit does not wait for the disk (a power cut may lose
+        // the last messages, never corrupt the file), as SQLite recommends with WAL.
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS messages (
                  id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
                  message TEXT NOT NULL, time INTEGER NOT NULL);
@@ -174,35 +187,36 @@ pub(crate) struct Listed {
     name: String,
 }
 
-/// What travels through the channel layer to every member of the room.
+/// What travels through the channel layer to every member of the room, and, unchanged, to their
+/// browsers: `{"type": "message", "id": .., "message": .., "user": .., "time": ..}`.
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub(crate) enum ChatEvent {
-    #[serde(rename = "chat.message")]
-    Message(StoredMessage),
-    #[serde(rename = "presence.join")]
-    Joined { channel: String, meta: Listed },
-    #[serde(rename = "presence.leave")]
-    Left { channel: String, meta: Listed },
+#[serde(tag = "type", rename = "message")]
+pub(crate) struct ChatMessage {
+    #[serde(flatten)]
+    stored: StoredMessage,
 }
 
-/// What the browser receives for a message.
+/// A history message, as the browser receives it.
 #[derive(Serialize)]
-struct MessageOut<'a> {
+struct HistoryOut<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(flatten)]
     stored: &'a StoredMessage,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     history: bool,
+}
+
+/// One entry of the online list sent on joining.
+#[derive(Serialize)]
+struct Online {
+    channel: String,
+    name: String,
 }
 
 pub(crate) struct ChatConsumer {
     history: History,
     room: String,
     group: String,
-    /// Who is online in the room, by channel name (kept from presence events).
-    online: HashMap<String, String>,
 }
 
 impl ChatConsumer {
@@ -211,17 +225,7 @@ impl ChatConsumer {
             history,
             room: String::new(),
             group: String::new(),
-            online: HashMap::new(),
         }
-    }
-
-    async fn send_online(&self, ctx: &mut Context) -> switchboard::Result<()> {
-        // One entry per name, however many tabs it has open.
-        let names: BTreeMap<&str, ()> = self.online.values().map(|n| (n.as_str(), ())).collect();
-        let names: Vec<&str> = names.into_keys().collect();
-        ctx.send_json(&serde_json::json!({ "type": "presence", "online": names }))
-            .await?;
-        Ok(())
     }
 }
 
@@ -249,10 +253,21 @@ fn clean_name(name: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+fn user_of(ctx: &Context) -> String {
+    ctx.scope()
+        .extensions
+        .get::<ChatUser>()
+        .map_or("anonymous", |u| &u.name)
+        .to_owned()
+}
+
 #[switchboard::async_trait]
 impl JsonWebsocketConsumer for ChatConsumer {
     type Incoming = ChatIn;
-    type Event = ChatEvent;
+    /// Every event this consumer gets is forwarded as it is (below); none is parsed.
+    type Event = serde::de::IgnoredAny;
+    const FORWARDED_EVENTS: &'static [&'static str] =
+        &["message", "presence.join", "presence.leave"];
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         let room = ctx
@@ -266,30 +281,34 @@ impl JsonWebsocketConsumer for ChatConsumer {
             ctx.close(4000, "bad room name").await?;
             return Ok(());
         }
-        let name = ctx
-            .scope()
-            .extensions
-            .get::<ChatUser>()
-            .map_or("anonymous", |u| &u.name)
-            .to_owned();
         self.group = format!("chat_{room}");
         self.room = room;
+        let name = user_of(ctx);
         ctx.presence_add(&self.group, &Listed { name }).await?; // joins the group too
-        for listed in ctx.presence_list(&self.group).await? {
-            if let Ok(meta) = serde_json::from_value::<Listed>(listed.meta) {
-                self.online.insert(listed.channel, meta.name);
-            }
-        }
+        let online: Vec<Online> = ctx
+            .presence_list(&self.group)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let listed: Listed = serde_json::from_value(p.meta).ok()?;
+                Some(Online {
+                    channel: p.channel,
+                    name: listed.name,
+                })
+            })
+            .collect();
         ctx.accept().await?;
         for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
-            ctx.send_json(&MessageOut {
+            let out = HistoryOut {
                 kind: "message",
                 stored: &stored,
                 history: true,
-            })
-            .await?;
+            };
+            ctx.send_json(&out).await?;
         }
-        self.send_online(ctx).await
+        ctx.send_json(&serde_json::json!({ "type": "presence", "online": online }))
+            .await?;
+        Ok(())
     }
 
     async fn receive_json(&mut self, ctx: &mut Context, msg: ChatIn) -> switchboard::Result<()> {
@@ -300,43 +319,9 @@ impl JsonWebsocketConsumer for ChatConsumer {
         if message.chars().count() > MAX_MESSAGE_CHARS {
             return send_error(ctx, "message too long").await;
         }
-        let user = ctx
-            .scope()
-            .extensions
-            .get::<ChatUser>()
-            .map_or("anonymous", |u| &u.name)
-            .to_owned();
+        let user = user_of(ctx);
         let stored = self.history.add(&self.room, &user, message).await?;
-        ctx.group_send(&self.group, &ChatEvent::Message(stored))
-            .await?;
-        Ok(())
-    }
-
-    async fn event(&mut self, ctx: &mut Context, event: ChatEvent) -> switchboard::Result<()> {
-        match event {
-            ChatEvent::Message(stored) => {
-                ctx.send_json(&MessageOut {
-                    kind: "message",
-                    stored: &stored,
-                    history: false,
-                })
-                .await?;
-            }
-            ChatEvent::Joined { channel, meta } => {
-                let new = self.online.insert(channel, meta.name.clone()).is_none();
-                if new {
-                    ctx.send_json(&serde_json::json!({ "type": "joined", "user": meta.name }))
-                        .await?;
-                    self.send_online(ctx).await?;
-                }
-            }
-            ChatEvent::Left { channel, meta } => {
-                self.online.remove(&channel);
-                ctx.send_json(&serde_json::json!({ "type": "left", "user": meta.name }))
-                    .await?;
-                self.send_online(ctx).await?;
-            }
-        }
+        ctx.group_send(&self.group, &ChatMessage { stored }).await?;
         Ok(())
     }
 
@@ -405,8 +390,10 @@ async fn announce(
         .add(&room, "announcement", message)
         .await
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
-    let event = Event::new(&ChatEvent::Message(stored.clone()))
-        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+    let event = Event::new(&ChatMessage {
+        stored: stored.clone(),
+    })
+    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
     state
         .layer
         .group_send(&format!("chat_{room}"), event)
@@ -442,14 +429,21 @@ pub(crate) fn application(
         .websocket(websocket_app(history, allowed_hosts))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    runtime.enable_all().build()?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let history = History::open(&args.db)?;
     let mut hosts = args.allowed_hosts;
     hosts.extend([
@@ -458,7 +452,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "[::1]".to_owned(),
         args.addr.ip().to_string(),
     ]);
-    let layer = InMemoryChannelLayer::new();
+    let layer =
+        InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(args.capacity.max(1)));
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!(
         "chat: open http://{}/ in a browser (history in {})",

@@ -213,7 +213,7 @@ impl Context {
         Ok(())
     }
 
-    /// Sends a text message.
+    /// Sends a text message; it is written to the socket at once.
     ///
     /// # Errors
     ///
@@ -262,6 +262,26 @@ impl Context {
             return Err(transport(error));
         }
         Ok(())
+    }
+
+    /// Puts a text frame in the socket's buffer without writing it out: the runner forwards a
+    /// burst of events this way and flushes once. A failure leaves the phase `Closed`.
+    pub(crate) async fn feed_text(&mut self, text: Utf8Bytes) {
+        if let Phase::Open(socket) = &mut self.phase {
+            let frame = tungstenite::Message::Text(text.into_tungstenite());
+            if socket.feed(frame).await.is_err() {
+                self.phase = Phase::Closed;
+            }
+        }
+    }
+
+    /// Writes out what [`feed_text`](Self::feed_text) left in the socket's buffer.
+    pub(crate) async fn flush(&mut self) {
+        if let Phase::Open(socket) = &mut self.phase {
+            if socket.flush().await.is_err() {
+                self.phase = Phase::Closed;
+            }
+        }
     }
 
     /// Closes the connection with `code` and `reason` (cut to 123 bytes at a character

@@ -93,6 +93,14 @@ pub trait WebsocketConsumer: Send + 'static {
         Ok(())
     }
 
+    /// Whether events of type `event_type` go to the client as they are (their JSON as a text
+    /// frame) instead of to [`event`](Self::event). The connection then writes a burst of them
+    /// with one flush, each member sharing the broadcast's one encoding. Default: none.
+    fn forwards_event(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        false
+    }
+
     /// Runs once when the connection has ended, with the close code (see the [module
     /// docs](self)). The socket is gone; the channel layer still works (e.g. to tell a group).
     ///
@@ -170,6 +178,12 @@ pub trait JsonWebsocketConsumer: Send + 'static {
     /// What the channel layer delivers to this consumer.
     type Event: DeserializeOwned + Send;
 
+    /// Event types whose JSON is sent to the client as it is, without calling
+    /// [`event`](Self::event): the broadcast's one encoding goes to every member, with no
+    /// per-member parse and re-encode, and a burst of them is written with one flush. For events
+    /// that are already the message the client wants (see [`WebsocketConsumer::forwards_event`]).
+    const FORWARDED_EVENTS: &'static [&'static str] = &[];
+
     /// As [`WebsocketConsumer::connect`]. The default accepts.
     ///
     /// # Errors
@@ -240,6 +254,10 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
             Ok(incoming) => self.receive_json(ctx, incoming).await,
             Err(error) => self.invalid_message(ctx, error).await,
         }
+    }
+
+    fn forwards_event(&self, event_type: &str) -> bool {
+        T::FORWARDED_EVENTS.contains(&event_type)
     }
 
     async fn event(&mut self, ctx: &mut Context, event: Event) -> Result<()> {

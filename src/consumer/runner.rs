@@ -13,9 +13,12 @@ use tokio_tungstenite::tungstenite::{
 use tracing::Instrument;
 
 use super::context::{Context, Outbound, Phase};
-use super::WebsocketConsumer;
+use super::{WebsocketConsumer, WebsocketError};
 use crate::application::Handshake;
 use crate::websocket::{close_code, Message, Utf8Bytes};
+
+/// Events handled in one go before the socket and the shutdown signal are looked at again.
+const MAX_BURST: usize = 64;
 
 /// How a handler failed.
 pub(crate) enum Failure {
@@ -48,6 +51,17 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 /// Logs a handler's failure and ends the connection for it: HTTP 500 if the handshake is still
 /// pending, close 1011 if open.
 async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
+    if let Failure::Error(error) = &failure {
+        if let Some(WebsocketError::Closed | WebsocketError::Transport(_)) =
+            error.inner().downcast_ref::<WebsocketError>()
+        {
+            // The client went away while the handler was writing to it: a disconnect (1006),
+            // not a fault of the handler.
+            tracing::debug!(target: "switchboard::consumer", handler, %error, "client gone during a send");
+            ctx.phase = Phase::Closed;
+            return;
+        }
+    }
     match &failure {
         Failure::Error(error) => tracing::error!(
             target: "switchboard::consumer",
@@ -157,8 +171,35 @@ async fn serve<C: WebsocketConsumer>(
                 };
             }
             event = inbox.recv() => {
-                if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
-                    fail(&mut ctx, "event", failure).await;
+                // The broadcast hot path: events the consumer forwards as they are go into the
+                // socket's buffer back to back, with what else is already queued, and are
+                // written with one flush instead of one write each. Before a handler of the
+                // consumer's runs, what is buffered is written out, so a handler that takes its
+                // time never holds back earlier frames.
+                let mut next = Some(event);
+                let mut handled = 0;
+                let mut buffered = false;
+                while let Some(event) = next.take() {
+                    if consumer.forwards_event(event.event_type()) {
+                        ctx.feed_text(event.to_text()).await;
+                        buffered = true;
+                    } else {
+                        if buffered {
+                            ctx.flush().await;
+                            buffered = false;
+                        }
+                        if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
+                            fail(&mut ctx, "event", failure).await;
+                            break;
+                        }
+                    }
+                    handled += 1;
+                    if handled < MAX_BURST && ctx.is_open() {
+                        next = inbox.try_recv();
+                    }
+                }
+                if buffered {
+                    ctx.flush().await;
                 }
             }
         }

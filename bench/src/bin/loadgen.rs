@@ -1,0 +1,583 @@
+//! switchboard's load generator: `fanout`, `idle` and `churn` against any chat server that speaks
+//! the chat example's protocol (`/ws/chat/{room}/?name=..`, `{"message": ".."}` in, objects with a
+//! `"message"` out). Bounded in count and time; talks to loopback only.
+//!
+//! ```text
+//! loadgen fanout --server 127.0.0.1:8000 --clients 1000 --senders 10 --window 16 --duration 10
+//! loadgen fanout --server 127.0.0.1:8000 --clients 100 --senders 10 --rate 100 --duration 10
+//! loadgen idle   --server 127.0.0.1:8000 --clients 19000 --server-pid 1234
+//! loadgen churn  --server 127.0.0.1:8000 --concurrency 64 --duration 10
+//! ```
+//!
+//! Fan-out is closed loop: each sender keeps at most `--window` of its messages in flight, and a
+//! message is in flight until every client in the room has it. With `--rate`, senders instead send
+//! that many messages per second each (open loop), for latency at a fixed load.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TcpStream>;
+
+#[derive(Parser)]
+#[command(about = "switchboard's load generator (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Broadcast throughput and latency in one room.
+    Fanout(FanoutArgs),
+    /// Many idle connections; the server's memory per connection.
+    Idle(IdleArgs),
+    /// Connect-and-close handshakes per second.
+    Churn(ChurnArgs),
+}
+
+#[derive(ClapArgs, Clone)]
+struct Target {
+    /// Server address (loopback).
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    server: SocketAddr,
+    /// WebSocket path; `{room}` and `{name}` are filled in.
+    #[arg(long, default_value = "/ws/chat/{room}/?name={name}")]
+    path: String,
+    /// `Origin` header to send (the chat example checks it).
+    #[arg(long, default_value = "http://localhost")]
+    origin: String,
+    /// Source addresses 127.0.0.1 .. 127.0.0.N to spread connections over (about 7,000 each).
+    #[arg(long, default_value_t = 1)]
+    sources: u8,
+    /// The server's process id, to report its memory (VmRSS).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(ClapArgs)]
+struct FanoutArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// How many of the clients send.
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Messages each sender keeps in flight (closed loop).
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// Messages per second per sender (open loop) instead of the window.
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Bytes of each message's text.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds at the start not counted.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// The room (default: a new one for each run).
+    #[arg(long)]
+    room: Option<String>,
+}
+
+#[derive(ClapArgs)]
+struct IdleArgs {
+    #[command(flatten)]
+    target: Target,
+    #[arg(long, default_value_t = 10_000)]
+    clients: usize,
+    /// Connections per room (rooms are `idle0`, `idle1`, ...).
+    #[arg(long, default_value_t = 10)]
+    per_room: usize,
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Seconds to wait after the last connect before reading the server's memory.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
+}
+
+#[derive(ClapArgs)]
+struct ChurnArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Connections in progress at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Rooms the connections spread over.
+    #[arg(long, default_value_t = 100)]
+    rooms: usize,
+}
+
+fn config(read_buffer: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(0)
+}
+
+async fn connect(
+    target: &Target,
+    n: usize,
+    room: &str,
+    name: &str,
+    read_buffer: usize,
+) -> std::io::Result<Ws> {
+    let source = IpAddr::V4(Ipv4Addr::new(
+        127,
+        0,
+        0,
+        1 + (n % target.sources.max(1) as usize) as u8,
+    ));
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(target.server).await?;
+    stream.set_nodelay(true)?;
+    let path = target.path.replace("{room}", room).replace("{name}", name);
+    let mut request = format!("ws://{}{path}", target.server)
+        .into_client_request()
+        .map_err(std::io::Error::other)?;
+    request.headers_mut().insert(
+        "origin",
+        target.origin.parse().map_err(std::io::Error::other)?,
+    );
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config(read_buffer)))
+            .await
+            .map_err(std::io::Error::other)?;
+    Ok(ws)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Finds `"message":"` and returns the text up to the next quote.
+fn message_text(json: &str) -> Option<&str> {
+    let start = json.find("\"message\":\"")? + 11;
+    let end = json[start..].find('"')? + start;
+    Some(&json[start..end])
+}
+
+/// A bench payload: `sender:seq:sent_us:` then padding.
+fn parse_payload(text: &str) -> Option<(usize, u64, u64)> {
+    let mut parts = text.splitn(4, ':');
+    let sender = parts.next()?.strip_prefix('b')?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let sent = parts.next()?.parse().ok()?;
+    Some((sender, seq, sent))
+}
+
+struct Run {
+    clock: Instant,
+    clients: u32,
+    window: usize,
+    /// Per sender, per window slot: how many clients have the message in that slot.
+    slots: Vec<Vec<AtomicU32>>,
+    permits: Vec<Semaphore>,
+    measuring: AtomicBool,
+    stopping: AtomicBool,
+    sent: Vec<AtomicU64>,
+}
+
+impl Run {
+    fn now_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    received: u64,
+    counted: u64,
+    duplicates: u64,
+    reordered: u64,
+    latency: Option<Histogram<u64>>,
+}
+
+/// Receives one client's messages until told to stop.
+async fn reader(
+    mut stream: SplitStream<Ws>,
+    run: Arc<Run>,
+    senders: usize,
+    mut done: watch::Receiver<bool>,
+) -> Tally {
+    let mut tally = Tally {
+        latency: Some(Histogram::new(3).unwrap()),
+        ..Tally::default()
+    };
+    let mut next = vec![0u64; senders];
+    let mut seen = vec![[0u64; 16]; senders]; // a 1024-message window of sequence numbers
+    loop {
+        let message = tokio::select! {
+            message = stream.next() => message,
+            _ = done.changed() => break,
+        };
+        let text = match message {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(_)) => continue,
+            _ => break,
+        };
+        // History a server sends on joining is not part of this run.
+        if text.contains("\"history\":true") {
+            continue;
+        }
+        let Some((s, seq, sent_us)) = message_text(&text).and_then(parse_payload) else {
+            continue;
+        };
+        if s >= senders {
+            continue;
+        }
+        let bit = (seq % 1024) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        if seq < next[s] {
+            if next[s] - seq > 1024 || seen[s][word] & mask != 0 {
+                tally.duplicates += 1;
+                continue;
+            }
+            tally.reordered += 1;
+        } else {
+            // Clear the bits of the sequence numbers skipped over, then move the window on.
+            for skipped in next[s]..seq.min(next[s] + 1024) {
+                let b = (skipped % 1024) as usize;
+                seen[s][b / 64] &= !(1u64 << (b % 64));
+            }
+            next[s] = seq + 1;
+        }
+        seen[s][word] |= mask;
+        tally.received += 1;
+        if run.measuring.load(Ordering::Relaxed) {
+            tally.counted += 1;
+            let _ = tally
+                .latency
+                .as_mut()
+                .unwrap()
+                .record(run.now_us().saturating_sub(sent_us).max(1));
+        }
+        let slot = &run.slots[s][seq as usize % run.window];
+        if slot.fetch_add(1, Ordering::AcqRel) + 1 == run.clients {
+            slot.store(0, Ordering::Release);
+            run.permits[s].add_permits(1);
+        }
+    }
+    tally
+}
+
+/// Sends until told to stop, and returns the sink: the connection stays open, so that this
+/// client goes on receiving what the others still have in flight.
+async fn sender(
+    mut sink: SplitSink<Ws, Message>,
+    run: Arc<Run>,
+    s: usize,
+    size: usize,
+    rate: Option<u32>,
+) -> SplitSink<Ws, Message> {
+    let mut ticker = rate.map(|r| {
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut seq = 0u64;
+    loop {
+        match &mut ticker {
+            Some(ticker) => {
+                ticker.tick().await;
+            }
+            None => match run.permits[s].acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => break,
+            },
+        }
+        if run.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut payload = format!("b{s}:{seq}:{}:", run.now_us());
+        while payload.len() < size {
+            payload.push('x');
+        }
+        let text = format!("{{\"message\":\"{payload}\"}}");
+        if sink.send(Message::text(text)).await.is_err() {
+            break;
+        }
+        run.sent[s].fetch_add(1, Ordering::Relaxed);
+        seq += 1;
+    }
+    sink
+}
+
+async fn fanout(args: FanoutArgs) -> std::io::Result<()> {
+    let senders = args.senders.min(args.clients);
+    let run = Arc::new(Run {
+        clock: Instant::now(),
+        clients: args.clients as u32,
+        window: args.window.max(1),
+        slots: (0..senders)
+            .map(|_| (0..args.window.max(1)).map(|_| AtomicU32::new(0)).collect())
+            .collect(),
+        permits: (0..senders).map(|_| Semaphore::new(0)).collect(),
+        measuring: AtomicBool::new(false),
+        stopping: AtomicBool::new(false),
+        sent: (0..senders).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let (done_tx, done_rx) = watch::channel(false);
+    let rss_before = args.target.server_pid.and_then(rss_kib);
+    let mut readers = Vec::with_capacity(args.clients);
+    let mut sinks = Vec::with_capacity(senders);
+    let started = Instant::now();
+    let room = args.room.clone().unwrap_or_else(|| {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("bench{}-{stamp}", std::process::id())
+    });
+    for n in 0..args.clients {
+        let ws = connect(&args.target, n, &room, &format!("c{n}"), 64 << 10).await?;
+        let (sink, stream) = ws.split();
+        readers.push(tokio::spawn(reader(
+            stream,
+            run.clone(),
+            senders,
+            done_rx.clone(),
+        )));
+        if n < senders {
+            sinks.push(sink);
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Let the join traffic (history, presence) drain before sending.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_connected = args.target.server_pid.and_then(rss_kib);
+    let tasks: Vec<_> = sinks
+        .into_iter()
+        .enumerate()
+        .map(|(s, sink)| tokio::spawn(sender(sink, run.clone(), s, args.size, args.rate)))
+        .collect();
+    for permits in &run.permits {
+        permits.add_permits(run.window);
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    run.measuring.store(true, Ordering::Relaxed);
+    let measured_from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    run.measuring.store(false, Ordering::Relaxed);
+    let measured = measured_from.elapsed().as_secs_f64();
+    run.stopping.store(true, Ordering::Relaxed);
+    for permits in &run.permits {
+        permits.add_permits(1); // wake senders waiting for a permit
+    }
+    let mut sinks = Vec::new();
+    for task in tasks {
+        sinks.extend(task.await);
+    }
+    // Give what is in flight time to arrive, then stop the readers.
+    let drain_until = Instant::now() + Duration::from_secs(3);
+    let expected: u64 = run
+        .sent
+        .iter()
+        .map(|s| s.load(Ordering::Relaxed))
+        .sum::<u64>()
+        * args.clients as u64;
+    let mut tally = Tally {
+        latency: Some(Histogram::new(3).unwrap()),
+        ..Tally::default()
+    };
+    loop {
+        let incomplete = run
+            .slots
+            .iter()
+            .flatten()
+            .any(|slot| slot.load(Ordering::Acquire) != 0);
+        if !incomplete || Instant::now() > drain_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = done_tx.send(true);
+    drop(sinks);
+    for reader in readers {
+        let t = reader.await.unwrap_or_default();
+        tally.received += t.received;
+        tally.counted += t.counted;
+        tally.duplicates += t.duplicates;
+        tally.reordered += t.reordered;
+        if let (Some(all), Some(one)) = (tally.latency.as_mut(), t.latency.as_ref()) {
+            let _ = all.add(one);
+        }
+    }
+    let lost = expected.saturating_sub(tally.received);
+    let h = tally.latency.unwrap();
+    let report = serde_json::json!({
+        "mode": "fanout",
+        "clients": args.clients, "senders": senders, "window": args.window, "rate": args.rate, "size": args.size,
+        "deliveries_per_s": (tally.counted as f64 / measured).round(),
+        "sent": run.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum::<u64>(),
+        "delivered": tally.received, "lost": lost, "duplicates": tally.duplicates, "out_of_order": tally.reordered,
+        "latency_us": { "p50": h.value_at_quantile(0.5), "p90": h.value_at_quantile(0.9), "p99": h.value_at_quantile(0.99),
+                        "p999": h.value_at_quantile(0.999), "max": h.max() },
+        "connect_s": connect_secs,
+        "server_kib_per_connection": rss_per_connection(rss_before, rss_connected, args.clients),
+    });
+    print_report(&report, args.target.json);
+    Ok(())
+}
+
+fn rss_per_connection(before: Option<u64>, after: Option<u64>, n: usize) -> Option<f64> {
+    Some(((after? as f64 - before? as f64) / n as f64 * 10.0).round() / 10.0)
+}
+
+fn print_report(report: &serde_json::Value, json: bool) {
+    if json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(report).unwrap());
+    }
+}
+
+async fn idle(args: IdleArgs) -> std::io::Result<()> {
+    let target = Arc::new(args.target.clone());
+    let rss_before = args.target.server_pid.and_then(rss_kib);
+    let started = Instant::now();
+    let per_room = args.per_room.max(1);
+    let connections: Vec<std::io::Result<Ws>> = futures_util::stream::iter(0..args.clients)
+        .map(|n| {
+            let target = target.clone();
+            async move {
+                connect(
+                    &target,
+                    n,
+                    &format!("idle{}", n / per_room),
+                    &format!("i{n}"),
+                    1024,
+                )
+                .await
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let connect_secs = started.elapsed().as_secs_f64();
+    let failed = connections.iter().filter(|c| c.is_err()).count();
+    if let Some(Err(error)) = connections.iter().find(|c| c.is_err()) {
+        eprintln!("first connect error: {error}");
+    }
+    // Keep reading what the server sends (history, presence) so nothing waits on us.
+    let (done_tx, done_rx) = watch::channel(false);
+    let mut drains = Vec::new();
+    for ws in connections.into_iter().flatten() {
+        let mut done = done_rx.clone();
+        drains.push(tokio::spawn(async move {
+            let mut ws = ws;
+            loop {
+                tokio::select! {
+                    m = ws.next() => if m.is_none() { break },
+                    _ = done.changed() => break,
+                }
+            }
+        }));
+    }
+    let open = drains.len();
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+    let rss_after = args.target.server_pid.and_then(rss_kib);
+    let report = serde_json::json!({
+        "mode": "idle", "clients": args.clients, "open": open, "failed": failed,
+        "connects_per_s": (open as f64 / connect_secs).round(),
+        "server_rss_kib_before": rss_before, "server_rss_kib_after": rss_after,
+        "server_kib_per_connection": rss_per_connection(rss_before, rss_after, open.max(1)),
+    });
+    let _ = done_tx.send(true);
+    for d in drains {
+        let _ = d.await;
+    }
+    print_report(&report, args.target.json);
+    Ok(())
+}
+
+async fn churn(args: ChurnArgs) -> std::io::Result<()> {
+    let target = Arc::new(args.target.clone());
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|_| {
+            let (target, next) = (target.clone(), next.clone());
+            let rooms = args.rooms.max(1);
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut latency = Histogram::<u64>::new(3).unwrap();
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let t = Instant::now();
+                    match connect(
+                        &target,
+                        n,
+                        &format!("churn{}", n % rooms),
+                        &format!("u{n}"),
+                        1024,
+                    )
+                    .await
+                    {
+                        Ok(mut ws) => {
+                            ok += 1;
+                            let _ = latency.record(t.elapsed().as_micros() as u64);
+                            let _ = ws.close(None).await;
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed, latency)
+            })
+        })
+        .collect();
+    let (mut ok, mut failed) = (0, 0);
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    for w in workers {
+        let (o, f, h) = w.await.unwrap();
+        ok += o;
+        failed += f;
+        let _ = latency.add(&h);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let report = serde_json::json!({
+        "mode": "churn", "concurrency": args.concurrency, "handshakes": ok, "failed": failed,
+        "connects_per_s": (ok as f64 / secs).round(),
+        "handshake_us": { "p50": latency.value_at_quantile(0.5), "p99": latency.value_at_quantile(0.99) },
+    });
+    print_report(&report, args.target.json);
+    Ok(())
+}
+
+fn main() -> std::io::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.mode {
+            Mode::Fanout(args) => fanout(args).await,
+            Mode::Idle(args) => idle(args).await,
+            Mode::Churn(args) => churn(args).await,
+        }
+    })
+}
