@@ -104,7 +104,13 @@ pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake)
         channel = inbox.name(),
     );
     let ctx = Context::new(scope, inbox.name().into(), env.layer.clone(), pending);
-    serve(consumer, ctx, inbox, &env).instrument(span).await;
+    let connection = serve(consumer, ctx, inbox, &env);
+    // Entering a span on every poll costs even when it is disabled: only instrument a live one.
+    if span.is_disabled() {
+        connection.await;
+    } else {
+        connection.instrument(span).await;
+    }
 }
 
 async fn serve<C: WebsocketConsumer>(

@@ -173,7 +173,7 @@ fn fan_out(
             }
             return false;
         }
-        match member.queue.push(event.clone()) {
+        match member.queue.push(event.clone(), now) {
             Ok(()) => out.queued += 1,
             Err(_) => out.full += 1,
         }
@@ -270,11 +270,13 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn new_queue(&self) -> Arc<ChannelQueue> {
+    /// A queue for a consumer's own channel (`single_reader`) or a named channel.
+    fn new_queue(&self, single_reader: bool) -> Arc<ChannelQueue> {
         Arc::new(ChannelQueue::new(
             self.config.capacity,
             self.config.expiry,
             self.counters.expired.clone(),
+            single_reader,
         ))
     }
 
@@ -287,7 +289,7 @@ impl Inner {
         if is_process_specific(channel) {
             return None;
         }
-        let queue = self.new_queue();
+        let queue = self.new_queue(false);
         state.channels.insert(
             channel.into(),
             ChannelEntry {
@@ -397,7 +399,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         let inner = &self.inner;
         let local = inner.next_local.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = format!("{}!{local}", inner.prefix).into();
-        let queue = inner.new_queue();
+        let queue = inner.new_queue(true);
         inner.lock().channels.insert(
             name.clone(),
             ChannelEntry {
@@ -429,7 +431,7 @@ impl ChannelLayer for InMemoryChannelLayer {
             tracing::debug!(target: "switchboard::layer", channel, "send to a channel whose receiver is gone: dropped");
             return Ok(());
         };
-        match queue.push(event) {
+        match queue.push(event, Instant::now()) {
             Ok(()) => {
                 inner.counters.queued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -452,7 +454,7 @@ impl ChannelLayer for InMemoryChannelLayer {
                 Some(queue) => queue,
                 // A process-specific name nobody owns: make it, so that sends reach this caller.
                 None => {
-                    let queue = self.inner.new_queue();
+                    let queue = self.inner.new_queue(false);
                     state.channels.insert(
                         channel.into(),
                         ChannelEntry {

@@ -23,16 +23,24 @@ pub(crate) struct ChannelQueue {
     capacity: usize,
     expiry: Duration,
     expired: Arc<AtomicU64>,
+    /// One receiver (a consumer's own channel) rather than any number (a named channel).
+    single_reader: bool,
 }
 
 impl ChannelQueue {
-    pub(crate) fn new(capacity: usize, expiry: Duration, expired: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        capacity: usize,
+        expiry: Duration,
+        expired: Arc<AtomicU64>,
+        single_reader: bool,
+    ) -> Self {
         Self {
             messages: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             capacity,
             expiry,
             expired,
+            single_reader,
         }
     }
 
@@ -58,10 +66,10 @@ impl ChannelQueue {
         }
     }
 
-    /// Queues `event`, or hands it back if the queue holds `capacity` unexpired messages.
-    pub(crate) fn push(&self, event: Event) -> Result<(), Event> {
-        let now = Instant::now();
-        {
+    /// Queues `event`, or hands it back if the queue holds `capacity` unexpired messages. `now`
+    /// is read once by the caller for a whole broadcast.
+    pub(crate) fn push(&self, event: Event, now: Instant) -> Result<(), Event> {
+        let was_empty = {
             let mut messages = self.lock();
             if messages.len() >= self.capacity {
                 self.drop_expired(&mut messages, now);
@@ -73,8 +81,14 @@ impl ChannelQueue {
                 event,
                 expires_at: now + self.expiry,
             });
+            messages.len() == 1
+        };
+        // The one receiver of a single-reader queue waits only after it found the queue empty
+        // (under the same lock), so only the push that makes it non-empty has anyone to wake.
+        // Several receivers (workers on a named channel) are woken one per message.
+        if was_empty || !self.single_reader {
+            self.notify.notify_one();
         }
-        self.notify.notify_one();
         Ok(())
     }
 
