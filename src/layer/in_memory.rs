@@ -1,5 +1,10 @@
 //! `InMemoryChannelLayer`: the one-process layer, as Channels' `InMemoryChannelLayer` but with
 //! costs that depend only on the channel or group touched.
+//!
+//! Locking: a map of channels, a map of groups, and a lock per group. The groups map is only ever
+//! taken before a group's lock, never after; the channels map is never held with either. A
+//! broadcast holds only its own group's lock while it fans out, so it never delays sends to other
+//! channels or broadcasts to other groups.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,7 +99,8 @@ struct Inner {
     /// `specific.<random>`: this layer's process-specific prefix.
     prefix: String,
     next_local: AtomicU64,
-    state: Mutex<State>,
+    channels: Mutex<HashMap<Arc<str>, ChannelEntry>>,
+    groups: Mutex<HashMap<Box<str>, Arc<Group>>>,
     counters: Counters,
 }
 
@@ -109,16 +115,16 @@ struct Counters {
     expired: Arc<AtomicU64>,
 }
 
-#[derive(Default)]
-struct State {
-    channels: HashMap<Arc<str>, ChannelEntry>,
-    groups: HashMap<Box<str>, HashMap<Arc<str>, Member>>,
-}
-
 struct ChannelEntry {
     queue: Arc<ChannelQueue>,
-    /// The groups this channel is in, so that deleting it is O(its groups).
+    /// The groups this channel is in, so that deleting it is O(its groups). May name a group it
+    /// has lapsed from; leaving such a group finds nothing to do.
     groups: HashSet<Box<str>>,
+}
+
+#[derive(Default)]
+struct Group {
+    members: Mutex<Members>,
 }
 
 struct Member {
@@ -130,90 +136,64 @@ struct Member {
 
 type Members = HashMap<Arc<str>, Member>;
 
+/// Takes a lock; a panic while holding one of these locks cannot leave its map inconsistent
+/// (every change completes before anything that could panic), so a poisoned lock is taken too.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// What one delivery to a group did.
 #[derive(Default)]
 struct FanOut {
     queued: u64,
     full: u64,
-    lapsed: u64,
-    /// Listed members whose membership lapsed: each owes the group a leave event.
-    left: Vec<Presence>,
+    /// Members dropped because their membership lapsed.
+    lapsed: Vec<Arc<str>>,
+    /// Whether the group has no members left.
+    emptied: bool,
 }
 
 impl FanOut {
-    /// Adds `other`'s counts (its `left` is the caller's to deliver).
-    fn add(&mut self, other: &FanOut) {
+    fn add(&mut self, other: FanOut) {
         self.queued += other.queued;
         self.full += other.full;
-        self.lapsed += other.lapsed;
+        self.lapsed.extend(other.lapsed);
+        self.emptied |= other.emptied;
     }
 }
 
-/// Puts `event` on the queue of every unexpired member of `group`, dropping lapsed members (and
-/// their channels' note of the group). O(members).
-fn fan_out(
-    channels: &mut HashMap<Arc<str>, ChannelEntry>,
-    group: &str,
-    members: &mut Members,
-    event: &Event,
-) -> FanOut {
+/// Puts `event` on the queue of every unexpired member, then the leave events of listed members
+/// that lapsed on the way (and of any that lapse while those go out). O(members); the caller
+/// holds the group's lock and nothing else.
+fn deliver(members: &mut Members, event: &Event) -> FanOut {
     let now = Instant::now();
     let mut out = FanOut::default();
-    members.retain(|channel, member| {
-        if member.expires_at <= now {
-            out.lapsed += 1;
-            if let Some(entry) = channels.get_mut(channel) {
-                entry.groups.remove(group);
+    let mut owed = Vec::new();
+    let mut pending = Some(event.clone());
+    while let Some(event) = pending.take() {
+        members.retain(|channel, member| {
+            if member.expires_at <= now {
+                out.lapsed.push(channel.clone());
+                if let Some(meta) = member.presence.take() {
+                    owed.push(Presence {
+                        channel: channel.to_string(),
+                        meta: (*meta).clone(),
+                    });
+                }
+                return false;
             }
-            if let Some(meta) = member.presence.take() {
-                out.left.push(Presence {
-                    channel: channel.to_string(),
-                    meta: (*meta).clone(),
-                });
+            match member.queue.push(event.clone(), now) {
+                Ok(()) => out.queued += 1,
+                Err(_) => out.full += 1,
             }
-            return false;
-        }
-        match member.queue.push(event.clone(), now) {
-            Ok(()) => out.queued += 1,
-            Err(_) => out.full += 1,
-        }
-        true
-    });
-    out
-}
-
-/// Delivers `event` to `group`, then the leave events of listed members that lapsed on the way
-/// (and of any that lapse while those go out). Drops the group if it emptied.
-fn deliver(state: &mut State, group: &str, event: &Event) -> FanOut {
-    let State { channels, groups } = state;
-    let Some(members) = groups.get_mut(group) else {
-        return FanOut::default();
-    };
-    let mut out = fan_out(channels, group, members, event);
-    let mut owed = std::mem::take(&mut out.left);
-    while let Some(left) = owed.pop() {
-        let mut more = fan_out(channels, group, members, &left.event(PRESENCE_LEAVE));
-        out.add(&more);
-        owed.append(&mut more.left);
+            true
+        });
+        pending = owed.pop().map(|left| left.event(PRESENCE_LEAVE));
     }
-    if members.is_empty() {
-        groups.remove(group);
-    }
+    out.emptied = members.is_empty();
     out
-}
-
-/// Tells `group` that `channel`, listed with `meta`, has left its presence.
-fn announce_leave(
-    state: &mut State,
-    group: &str,
-    channel: &str,
-    meta: &serde_json::Value,
-) -> FanOut {
-    let left = Presence {
-        channel: channel.to_owned(),
-        meta: meta.clone(),
-    };
-    deliver(state, group, &left.event(PRESENCE_LEAVE))
 }
 
 impl InMemoryChannelLayer {
@@ -235,7 +215,8 @@ impl InMemoryChannelLayer {
                 config,
                 prefix: format!("specific.{:012x}", rand::random::<u64>() >> 16),
                 next_local: AtomicU64::new(1),
-                state: Mutex::new(State::default()),
+                channels: Mutex::new(HashMap::new()),
+                groups: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
             }),
         }
@@ -263,13 +244,6 @@ impl std::fmt::Debug for InMemoryChannelLayer {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Every change to `State` is completed before any call that could panic: take it anyway.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// A queue for a consumer's own channel (`single_reader`) or a named channel.
     fn new_queue(&self, single_reader: bool) -> Arc<ChannelQueue> {
         Arc::new(ChannelQueue::new(
@@ -280,106 +254,50 @@ impl Inner {
         ))
     }
 
-    /// The queue of `channel`, making a named channel if there is none; `None` for a
-    /// process-specific channel that is gone.
-    fn queue_of(&self, state: &mut State, channel: &str) -> Option<Arc<ChannelQueue>> {
-        if let Some(entry) = state.channels.get(channel) {
-            return Some(entry.queue.clone());
-        }
-        if is_process_specific(channel) {
-            return None;
-        }
-        let queue = self.new_queue(false);
-        state.channels.insert(
-            channel.into(),
-            ChannelEntry {
-                queue: queue.clone(),
+    /// The queue of `channel` (and its key), making a named channel if there is none and, with
+    /// `join`, noting that it is in that group; `None` for a process-specific channel that is gone.
+    fn queue_of(&self, channel: &str, join: Option<&str>) -> Option<(Arc<str>, Arc<ChannelQueue>)> {
+        let mut channels = lock(&self.channels);
+        if !channels.contains_key(channel) {
+            if is_process_specific(channel) {
+                return None;
+            }
+            let entry = ChannelEntry {
+                queue: self.new_queue(false),
                 groups: HashSet::new(),
-            },
-        );
-        Some(queue)
-    }
-
-    fn forget_channel(&self, channel: &str) {
-        let mut out = FanOut::default();
-        {
-            let mut state = self.lock();
-            let Some(entry) = state.channels.remove(channel) else {
-                return;
             };
-            for group in entry.groups {
-                out.add(&self.leave_group(&mut state, &group, channel));
-            }
+            channels.insert(channel.into(), entry);
         }
-        self.record(&out, "(departed member's groups)");
-    }
-
-    /// Takes `channel` out of `group`, telling the group if it was listed there.
-    fn leave_group(&self, state: &mut State, group: &str, channel: &str) -> FanOut {
-        let Some(members) = state.groups.get_mut(group) else {
-            return FanOut::default();
-        };
-        let Some(member) = members.remove(channel) else {
-            return FanOut::default();
-        };
-        if members.is_empty() {
-            state.groups.remove(group);
-        }
-        if let Some(entry) = state.channels.get_mut(channel) {
-            entry.groups.remove(group);
-        }
-        match member.presence {
-            Some(meta) => announce_leave(state, group, channel, &meta),
-            None => FanOut::default(),
-        }
-    }
-
-    /// Adds `channel` to `group` (renewing its expiry), listed with `presence` if given; keeps a
-    /// listing it had when `presence` is `None`. `false` if the channel is a departed one.
-    fn join_group(
-        &self,
-        state: &mut State,
-        group: &str,
-        channel: &str,
-        presence: Option<Arc<serde_json::Value>>,
-    ) -> bool {
-        let Some(queue) = self.queue_of(state, channel) else {
-            tracing::debug!(target: "switchboard::layer", group, channel, "group_add of a channel whose receiver is gone: ignored");
-            return false;
-        };
-        let State { channels, groups } = state;
-        let Some((key, entry)) = channels.get_key_value(channel) else {
-            return false;
-        };
-        let key = key.clone();
-        if !entry.groups.contains(group) {
+        let (key, entry) = channels.get_key_value(channel)?;
+        let found = (key.clone(), entry.queue.clone());
+        if let Some(group) = join {
             if let Some(entry) = channels.get_mut(channel) {
-                entry.groups.insert(group.into());
+                if !entry.groups.contains(group) {
+                    entry.groups.insert(group.into());
+                }
             }
         }
-        let expires_at = Instant::now() + self.config.group_expiry;
-        let members = groups.entry(group.into()).or_default();
-        let presence = presence.or_else(|| members.get(channel).and_then(|m| m.presence.clone()));
-        members.insert(
-            key,
-            Member {
-                queue,
-                expires_at,
-                presence,
-            },
-        );
-        true
+        Some(found)
     }
 
-    /// Counts a delivery and says so in the log when members were skipped.
-    fn record(&self, out: &FanOut, group: &str) {
+    fn group(&self, group: &str) -> Option<Arc<Group>> {
+        lock(&self.groups).get(group).cloned()
+    }
+
+    /// Delivers `event` to `group` and tidies up after it: lapsed members, an emptied group.
+    fn broadcast(&self, group: &str, event: &Event) {
+        let Some(members) = self.group(group) else {
+            return;
+        };
+        let out = deliver(&mut lock(&members.members), event);
+        self.settle(group, &out);
+    }
+
+    /// Counts a delivery, says so in the log when members were skipped, and does the cleanup
+    /// that needs the other locks.
+    fn settle(&self, group: &str, out: &FanOut) {
         let counters = &self.counters;
         counters.queued.fetch_add(out.queued, Ordering::Relaxed);
-        if out.lapsed > 0 {
-            counters
-                .expired_memberships
-                .fetch_add(out.lapsed, Ordering::Relaxed);
-        }
         if out.full > 0 {
             counters.dropped_full.fetch_add(out.full, Ordering::Relaxed);
             tracing::warn!(
@@ -389,6 +307,98 @@ impl Inner {
                 delivered = out.queued,
                 "group delivery skipped members whose channel was full"
             );
+        }
+        if !out.lapsed.is_empty() {
+            counters
+                .expired_memberships
+                .fetch_add(out.lapsed.len() as u64, Ordering::Relaxed);
+            let mut channels = lock(&self.channels);
+            for channel in &out.lapsed {
+                if let Some(entry) = channels.get_mut(channel) {
+                    entry.groups.remove(group);
+                }
+            }
+        }
+        if out.emptied {
+            self.drop_if_empty(group);
+        }
+    }
+
+    fn drop_if_empty(&self, group: &str) {
+        let mut groups = lock(&self.groups);
+        let empty = groups
+            .get(group)
+            .is_some_and(|g| lock(&g.members).is_empty());
+        if empty {
+            groups.remove(group);
+        }
+    }
+
+    /// Adds `channel` to `group` (renewing its expiry), listed with `presence` if given; keeps a
+    /// listing it had when `presence` is `None`. `false` if the channel is a departed one.
+    fn join_group(
+        &self,
+        group: &str,
+        channel: &str,
+        presence: Option<Arc<serde_json::Value>>,
+    ) -> bool {
+        let Some((key, queue)) = self.queue_of(channel, Some(group)) else {
+            tracing::debug!(target: "switchboard::layer", group, channel, "group_add of a channel whose receiver is gone: ignored");
+            return false;
+        };
+        let expires_at = Instant::now() + self.config.group_expiry;
+        {
+            let mut groups = lock(&self.groups);
+            let members = groups.entry(group.into()).or_default().clone();
+            let mut members = lock(&members.members);
+            drop(groups);
+            let presence =
+                presence.or_else(|| members.get(channel).and_then(|m| m.presence.clone()));
+            members.insert(
+                key,
+                Member {
+                    queue,
+                    expires_at,
+                    presence,
+                },
+            );
+        }
+        // The channel may have been deleted since it was looked up: then undo the membership.
+        if !lock(&self.channels).contains_key(channel) {
+            self.leave_group(group, channel);
+            return false;
+        }
+        true
+    }
+
+    /// Takes `channel` out of `group`, telling the group if it was listed there.
+    fn leave_group(&self, group: &str, channel: &str) {
+        let Some(members) = self.group(group) else {
+            return;
+        };
+        let mut out = FanOut::default();
+        {
+            let mut members = lock(&members.members);
+            if let Some(member) = members.remove(channel) {
+                if let Some(meta) = member.presence {
+                    let left = Presence {
+                        channel: channel.to_owned(),
+                        meta: (*meta).clone(),
+                    };
+                    out.add(deliver(&mut members, &left.event(PRESENCE_LEAVE)));
+                }
+            }
+            out.emptied = members.is_empty();
+        }
+        self.settle(group, &out);
+    }
+
+    fn forget_channel(&self, channel: &str) {
+        let Some(entry) = lock(&self.channels).remove(channel) else {
+            return;
+        };
+        for group in entry.groups {
+            self.leave_group(&group, channel);
         }
     }
 }
@@ -400,7 +410,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         let local = inner.next_local.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = format!("{}!{local}", inner.prefix).into();
         let queue = inner.new_queue(true);
-        inner.lock().channels.insert(
+        lock(&inner.channels).insert(
             name.clone(),
             ChannelEntry {
                 queue: queue.clone(),
@@ -422,8 +432,7 @@ impl ChannelLayer for InMemoryChannelLayer {
     async fn send(&self, channel: &str, event: Event) -> Result<(), LayerError> {
         validate_channel_name(channel)?;
         let inner = &self.inner;
-        let queue = inner.queue_of(&mut inner.lock(), channel);
-        let Some(queue) = queue else {
+        let Some((_, queue)) = inner.queue_of(channel, None) else {
             inner
                 .counters
                 .dropped_no_receiver
@@ -448,22 +457,19 @@ impl ChannelLayer for InMemoryChannelLayer {
 
     async fn receive(&self, channel: &str) -> Result<Event, LayerError> {
         validate_channel_name(channel)?;
-        let queue = {
-            let mut state = self.inner.lock();
-            match self.inner.queue_of(&mut state, channel) {
-                Some(queue) => queue,
-                // A process-specific name nobody owns: make it, so that sends reach this caller.
-                None => {
-                    let queue = self.inner.new_queue(false);
-                    state.channels.insert(
-                        channel.into(),
-                        ChannelEntry {
-                            queue: queue.clone(),
-                            groups: HashSet::new(),
-                        },
-                    );
-                    queue
-                }
+        let queue = match self.inner.queue_of(channel, None) {
+            Some((_, queue)) => queue,
+            // A process-specific name nobody owns: make it, so that sends reach this caller.
+            None => {
+                let queue = self.inner.new_queue(false);
+                lock(&self.inner.channels)
+                    .entry(channel.into())
+                    .or_insert_with(|| ChannelEntry {
+                        queue: queue.clone(),
+                        groups: HashSet::new(),
+                    })
+                    .queue
+                    .clone()
             }
         };
         Ok(queue.pop().await)
@@ -472,25 +478,23 @@ impl ChannelLayer for InMemoryChannelLayer {
     async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
-        self.inner
-            .join_group(&mut self.inner.lock(), group, channel, None);
+        self.inner.join_group(group, channel, None);
         Ok(())
     }
 
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
-        let out = self
-            .inner
-            .leave_group(&mut self.inner.lock(), group, channel);
-        self.inner.record(&out, group);
+        self.inner.leave_group(group, channel);
+        if let Some(entry) = lock(&self.inner.channels).get_mut(channel) {
+            entry.groups.remove(group);
+        }
         Ok(())
     }
 
     async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
         validate_group_name(group)?;
-        let out = deliver(&mut self.inner.lock(), group, &event);
-        self.inner.record(&out, group);
+        self.inner.broadcast(group, &event);
         Ok(())
     }
 
@@ -507,46 +511,48 @@ impl ChannelLayer for InMemoryChannelLayer {
             meta,
         };
         let event = joined.event(PRESENCE_JOIN);
-        let out = {
-            let mut state = self.inner.lock();
-            if !self
-                .inner
-                .join_group(&mut state, group, channel, Some(Arc::new(joined.meta)))
-            {
-                return Ok(());
-            }
-            deliver(&mut state, group, &event)
-        };
-        self.inner.record(&out, group);
+        if self
+            .inner
+            .join_group(group, channel, Some(Arc::new(joined.meta)))
+        {
+            self.inner.broadcast(group, &event);
+        }
         Ok(())
     }
 
     async fn presence_remove(&self, group: &str, channel: &str) -> Result<(), LayerError> {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
+        let Some(members) = self.inner.group(group) else {
+            return Ok(());
+        };
         let out = {
-            let mut state = self.inner.lock();
-            let meta = state
-                .groups
-                .get_mut(group)
-                .and_then(|members| members.get_mut(channel))
+            let mut members = lock(&members.members);
+            let meta = members
+                .get_mut(channel)
                 .and_then(|member| member.presence.take());
             match meta {
-                Some(meta) => announce_leave(&mut state, group, channel, &meta),
+                Some(meta) => {
+                    let left = Presence {
+                        channel: channel.to_owned(),
+                        meta: (*meta).clone(),
+                    };
+                    deliver(&mut members, &left.event(PRESENCE_LEAVE))
+                }
                 None => return Ok(()),
             }
         };
-        self.inner.record(&out, group);
+        self.inner.settle(group, &out);
         Ok(())
     }
 
     async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
         validate_group_name(group)?;
-        let now = Instant::now();
-        let state = self.inner.lock();
-        let Some(members) = state.groups.get(group) else {
+        let Some(members) = self.inner.group(group) else {
             return Ok(Vec::new());
         };
+        let now = Instant::now();
+        let members = lock(&members.members);
         Ok(members
             .iter()
             .filter(|(_, member)| member.expires_at > now)
@@ -560,23 +566,20 @@ impl ChannelLayer for InMemoryChannelLayer {
     }
 
     async fn flush(&self) -> Result<(), LayerError> {
-        let mut state = self.inner.lock();
-        for entry in state.channels.values_mut() {
+        for entry in lock(&self.inner.channels).values_mut() {
             entry.queue.clear();
             entry.groups.clear();
         }
-        state.groups.clear();
+        lock(&self.inner.groups).clear();
         Ok(())
     }
 
     fn stats(&self) -> LayerStats {
-        let (channels, groups, memberships) = {
-            let state = self.inner.lock();
-            (
-                state.channels.len(),
-                state.groups.len(),
-                state.groups.values().map(HashMap::len).sum(),
-            )
+        let channels = lock(&self.inner.channels).len();
+        let (groups, memberships) = {
+            let groups = lock(&self.inner.groups);
+            let memberships = groups.values().map(|g| lock(&g.members).len()).sum();
+            (groups.len(), memberships)
         };
         let c = &self.inner.counters;
         LayerStats {
@@ -590,5 +593,36 @@ impl ChannelLayer for InMemoryChannelLayer {
             dropped_no_receiver: c.dropped_no_receiver.load(Ordering::Relaxed),
             expired_memberships: c.expired_memberships.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// While one group's lock is held (as during a long fan-out), everything that does not
+    /// touch that group goes on: the layer has no global lock on the broadcast path.
+    #[tokio::test]
+    #[allow(
+        clippy::await_holding_lock,
+        reason = "the point: in-memory operations finish without suspending, the lock held"
+    )]
+    async fn a_busy_group_blocks_nothing_else() {
+        let layer = InMemoryChannelLayer::new();
+        let big = layer.new_channel().await.unwrap();
+        layer.group_add("big", big.name()).await.unwrap();
+        let mut other = layer.new_channel().await.unwrap();
+        layer.group_add("small", other.name()).await.unwrap();
+
+        let group = layer.inner.group("big").unwrap();
+        let held = lock(&group.members);
+        let event = Event::from_json(r#"{"type":"t"}"#).unwrap();
+        layer.send(other.name(), event.clone()).await.unwrap();
+        layer.group_send("small", event.clone()).await.unwrap();
+        layer.group_add("third", other.name()).await.unwrap();
+        assert_eq!(other.try_recv().unwrap().event_type(), "t");
+        assert_eq!(other.try_recv().unwrap().event_type(), "t");
+        drop(held); // `stats` counts every group's members, that one too
+        assert_eq!(layer.stats().groups, 3);
     }
 }
