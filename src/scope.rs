@@ -96,6 +96,20 @@ pub enum ScopeError {
     PathNotUtf8,
 }
 
+/// A copy of `headers` whose values own their bytes. hyper parses header values as slices of the
+/// connection's read buffer; a scope that kept those would keep that whole buffer (8 KiB or more)
+/// alive for as long as the connection lasts.
+fn own_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = http::HeaderValue::from_bytes(value.as_bytes())
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
+}
+
 impl Scope {
     /// Builds a scope from a request head. `path` comes from the request target (an absolute-form
     /// target contributes only its path).
@@ -131,7 +145,7 @@ impl Scope {
             path,
             raw_path,
             query_string: parts.uri.query().unwrap_or("").to_owned(),
-            headers: parts.headers.clone(),
+            headers: own_headers(&parts.headers),
             client,
             server,
             subprotocols,

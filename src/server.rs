@@ -50,7 +50,7 @@ pub struct ServerConfig {
     /// Largest WebSocket frame accepted, in bytes. Default 1 MiB.
     pub max_frame_size: usize,
     /// Each WebSocket's read buffer, in bytes, allocated when it is accepted. Small keeps idle
-    /// connections cheap; large helps connections that receive a lot. Default 4 KiB.
+    /// connections cheap; large helps connections that receive a lot. Default 1 KiB.
     pub read_buffer_size: usize,
 }
 
@@ -62,7 +62,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             max_message_size: 1 << 20,
             max_frame_size: 1 << 20,
-            read_buffer_size: 4 << 10,
+            read_buffer_size: 1 << 10,
         }
     }
 }

@@ -301,12 +301,14 @@ async fn history_is_kept_in_the_database_file_across_restarts() {
     ));
     let _ = std::fs::remove_file(&path);
     {
-        let server = chat_server_with(chat::History::open(&path).unwrap()).await;
+        let history = chat::History::open(&path).unwrap();
+        let server = chat_server_with(history.clone()).await;
         let (mut ada, ..) = join(&server, "lobby", "ada").await;
         send_json(&mut ada, &json!({ "message": "remember me" })).await;
         next_message(&mut ada).await;
         drop(ada);
         server.shutdown().await;
+        history.close().await; // writes what is still queued
     }
     let server = chat_server_with(chat::History::open(&path).unwrap()).await;
     let (_, history, _) = join(&server, "lobby", "bob").await;

@@ -18,8 +18,10 @@
 //! The room's events go to browsers as they are (`FORWARDED_EVENTS`): a message is encoded once,
 //! whatever the size of the room.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -83,41 +85,103 @@ pub(crate) struct StoredMessage {
     time: u64,
 }
 
-/// Each room's messages in SQLite. Calls run on tokio's blocking pool.
+/// Each room's messages: the last [`HISTORY_ON_JOIN`] of every room in memory (read from SQLite
+/// the first time the room is asked for), and every message written to SQLite behind the
+/// conversation by one writer thread that commits in batches. Joining and talking never wait for
+/// the disk; a crash may lose the last messages not yet written, [`History::close`] writes them.
 #[derive(Clone)]
 pub(crate) struct History {
-    db: Arc<Mutex<rusqlite::Connection>>,
+    inner: Arc<HistoryInner>,
 }
+
+struct HistoryInner {
+    db: Arc<Mutex<rusqlite::Connection>>,
+    rooms: Mutex<HashMap<String, VecDeque<StoredMessage>>>,
+    next_id: AtomicI64,
+    writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Messages waiting for the writer before `add` waits for it.
+const WRITE_QUEUE: usize = 4096;
 
 impl History {
     pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Self> {
-        let db = rusqlite::Connection::open(path)?;
-        // WAL with synchronous=NORMAL: a commit does not wait for the disk (a power cut may lose
-        // the last messages, never corrupt the file), as SQLite recommends with WAL.
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS messages (
-                 id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
-                 message TEXT NOT NULL, time INTEGER NOT NULL);
-             CREATE INDEX IF NOT EXISTS messages_room ON messages (room, id);",
-        )?;
+        let open = || -> rusqlite::Result<rusqlite::Connection> {
+            let db = rusqlite::Connection::open(path)?;
+            // WAL with synchronous=NORMAL: a commit does not wait for the disk (a power cut may
+            // lose the last messages, never corrupt the file), as SQLite recommends with WAL.
+            db.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 CREATE TABLE IF NOT EXISTS messages (
+                     id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
+                     message TEXT NOT NULL, time INTEGER NOT NULL);
+                 CREATE INDEX IF NOT EXISTS messages_room ON messages (room, id);",
+            )?;
+            Ok(db)
+        };
+        let reader = open()?;
+        let next_id: i64 =
+            reader.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |row| {
+                row.get(0)
+            })?;
+        // ":memory:" is a new database per connection: there, one connection serves both sides.
+        let shared = Arc::new(Mutex::new(reader));
+        let writer_db = if path == std::path::Path::new(":memory:") {
+            WriterDb::Shared(shared.clone())
+        } else {
+            WriterDb::Own(open()?)
+        };
+        let (writes, queue) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("chat-history".into())
+            .spawn(move || write_behind(&writer_db, queue))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         Ok(Self {
-            db: Arc::new(Mutex::new(db)),
+            inner: Arc::new(HistoryInner {
+                db: shared,
+                rooms: Mutex::new(HashMap::new()),
+                next_id: AtomicI64::new(next_id),
+                writes: Mutex::new(Some(writes)),
+                writer: Mutex::new(Some(writer)),
+            }),
         })
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> switchboard::Result<T> {
-        let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || {
+    /// Makes sure `room`'s recent messages are in memory.
+    async fn load(&self, room: &str) -> switchboard::Result<()> {
+        if self.inner.rooms.lock().unwrap().contains_key(room) {
+            return Ok(());
+        }
+        let db = self.inner.db.clone();
+        let key = room.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || -> rusqlite::Result<VecDeque<StoredMessage>> {
             let db = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&db)
+            let mut query = db.prepare_cached(
+                "SELECT id, message, user, time FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = query.query_map(rusqlite::params![key, HISTORY_ON_JOIN as i64], |row| {
+                Ok(StoredMessage {
+                    id: row.get(0)?,
+                    message: row.get(1)?,
+                    user: row.get(2)?,
+                    time: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            let mut messages = rows.collect::<rusqlite::Result<VecDeque<_>>>()?;
+            messages.make_contiguous().reverse();
+            Ok(messages)
         })
-        .await?;
-        Ok(result?)
+        .await??;
+        // A load that lost a race keeps what the winner (and any message since) put there.
+        self.inner
+            .rooms
+            .lock()
+            .unwrap()
+            .entry(room.to_owned())
+            .or_insert(loaded);
+        Ok(())
     }
 
     /// Stores a message and returns it with its id.
@@ -127,25 +191,27 @@ impl History {
         user: &str,
         message: &str,
     ) -> switchboard::Result<StoredMessage> {
-        let (room, user, message, time) = (
-            room.to_owned(),
-            user.to_owned(),
-            message.to_owned(),
-            now_ms(),
-        );
-        self.blocking(move |db| {
-            db.execute(
-                "INSERT INTO messages (room, user, message, time) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![room, user, message, time as i64],
-            )?;
-            Ok(StoredMessage {
-                id: db.last_insert_rowid(),
-                message,
-                user,
-                time,
-            })
-        })
-        .await
+        self.load(room).await?;
+        let stored = StoredMessage {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            message: message.to_owned(),
+            user: user.to_owned(),
+            time: now_ms(),
+        };
+        {
+            let mut rooms = self.inner.rooms.lock().unwrap();
+            let recent = rooms.entry(room.to_owned()).or_default();
+            recent.push_back(stored.clone());
+            while recent.len() > HISTORY_ON_JOIN {
+                recent.pop_front();
+            }
+        }
+        let writes = self.inner.writes.lock().unwrap().clone();
+        if let Some(writes) = writes {
+            // Waits only when the writer is 4096 messages behind.
+            writes.send((room.to_owned(), stored.clone())).await?;
+        }
+        Ok(stored)
     }
 
     /// The last `limit` messages of `room`, oldest first.
@@ -154,25 +220,73 @@ impl History {
         room: &str,
         limit: usize,
     ) -> switchboard::Result<Vec<StoredMessage>> {
-        let room = room.to_owned();
-        self.blocking(move |db| {
-            let mut query = db.prepare(
-                "SELECT id, message, user, time FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = query.query_map(rusqlite::params![room, limit as i64], |row| {
-                Ok(StoredMessage {
-                    id: row.get(0)?,
-                    message: row.get(1)?,
-                    user: row.get(2)?,
-                    time: row.get::<_, i64>(3)? as u64,
-                })
-            })?;
-            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            messages.reverse();
-            Ok(messages)
-        })
-        .await
+        self.load(room).await?;
+        let rooms = self.inner.rooms.lock().unwrap();
+        let recent = rooms
+            .get(room)
+            .map(|r| r.iter().rev().take(limit).rev().cloned().collect());
+        Ok(recent.unwrap_or_default())
     }
+
+    /// Writes what is still queued and stops the writer.
+    pub(crate) async fn close(&self) {
+        self.inner.writes.lock().unwrap().take();
+        let writer = self.inner.writer.lock().unwrap().take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+enum WriterDb {
+    Own(rusqlite::Connection),
+    Shared(Arc<Mutex<rusqlite::Connection>>),
+}
+
+/// The writer thread: takes what is queued, commits it in one transaction, repeats.
+fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<(String, StoredMessage)>) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 512 {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = match db {
+            WriterDb::Own(db) => write_batch(db, &batch),
+            WriterDb::Shared(db) => {
+                write_batch(&db.lock().unwrap_or_else(|p| p.into_inner()), &batch)
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, lost = batch.len(), "could not write chat history");
+        }
+        batch.clear();
+    }
+}
+
+fn write_batch(
+    db: &rusqlite::Connection,
+    batch: &[(String, StoredMessage)],
+) -> rusqlite::Result<()> {
+    db.execute_batch("BEGIN")?;
+    {
+        let mut insert = db.prepare_cached(
+            "INSERT INTO messages (id, room, user, message, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (room, m) in batch {
+            insert.execute(rusqlite::params![
+                m.id,
+                room,
+                m.user,
+                m.message,
+                m.time as i64
+            ])?;
+        }
+    }
+    db.execute_batch("COMMIT")
 }
 
 /// What the browser sends.
@@ -460,11 +574,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         listener.local_addr()?,
         args.db.display()
     );
-    switchboard::serve(listener, application(layer.clone(), history, &hosts))
-        .channel_layer(layer)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    switchboard::serve(
+        listener,
+        application(layer.clone(), history.clone(), &hosts),
+    )
+    .channel_layer(layer)
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    history.close().await;
     Ok(())
 }

@@ -306,8 +306,12 @@ async fn sender(
     size: usize,
     rate: Option<u32>,
 ) -> SplitSink<Ws, Message> {
+    // Open loop: sender `s` of `n` starts s/n of a period late, so that the senders' messages
+    // are spread evenly instead of all arriving (and being read back) at the same instants.
     let mut ticker = rate.map(|r| {
-        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(r.max(1))));
+        let period = Duration::from_secs_f64(1.0 / f64::from(r.max(1)));
+        let offset = period.mul_f64(s as f64 / run.permits.len().max(1) as f64);
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
