@@ -139,6 +139,13 @@ impl WebsocketConsumer for Picky {
     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
         match message {
             Message::Text(t) if t == "bye" => ctx.close(4000, "bye yourself").await?,
+            Message::Text(t) if t == "three" => {
+                // Buffered, then written together; nothing is lost or reordered.
+                for n in 1..=3 {
+                    ctx.feed_json(&n).await?;
+                }
+                ctx.flush().await?;
+            }
             Message::Text(t) => ctx.send_text(t).await?,
             Message::Binary(b) => ctx.send_binary(b).await?,
         }
@@ -169,6 +176,10 @@ async fn subprotocols_messages_and_server_close() {
         client.receive(T).await.unwrap(),
         Received::Text("kept".into())
     );
+    client.send_text("three").await.unwrap();
+    for n in ["1", "2", "3"] {
+        assert_eq!(client.receive(T).await.unwrap(), Received::Text(n.into()));
+    }
     client.send_text("bye").await.unwrap();
     assert_eq!(
         client.receive(T).await.unwrap(),

@@ -412,16 +412,18 @@ impl JsonWebsocketConsumer for ChatConsumer {
             })
             .collect();
         ctx.accept().await?;
+        // The history and the online list go out together, in one write.
         for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
             let out = HistoryOut {
                 kind: "message",
                 stored: &stored,
                 history: true,
             };
-            ctx.send_json(&out).await?;
+            ctx.feed_json(&out).await?;
         }
-        ctx.send_json(&serde_json::json!({ "type": "presence", "online": online }))
+        ctx.feed_json(&serde_json::json!({ "type": "presence", "online": online }))
             .await?;
+        ctx.flush().await?;
         Ok(())
     }
 

@@ -264,24 +264,58 @@ impl Context {
         Ok(())
     }
 
-    /// Puts a text frame in the socket's buffer without writing it out: the runner forwards a
-    /// burst of events this way and flushes once. A failure leaves the phase `Closed`.
-    pub(crate) async fn feed_text(&mut self, text: Utf8Bytes) {
-        if let Phase::Open(socket) = &mut self.phase {
-            let frame = tungstenite::Message::Text(text.into_tungstenite());
-            if socket.feed(frame).await.is_err() {
-                self.phase = Phase::Closed;
-            }
+    /// Puts a text message in the socket's buffer without writing it out; [`flush`](Self::flush)
+    /// (or any `send_*`) writes everything buffered with one write. For sending many messages
+    /// at once (a history on joining): one system call instead of one each. The buffer also
+    /// goes out by itself when it passes 128 KiB.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_text`](Self::send_text).
+    pub async fn feed_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), WebsocketError> {
+        let frame = tungstenite::Message::Text(text.into().into_tungstenite());
+        let socket = match &mut self.phase {
+            Phase::Open(socket) => socket,
+            Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
+            _ => return Err(WebsocketError::Closed),
+        };
+        if let Err(error) = socket.feed(frame).await {
+            self.phase = Phase::Closed;
+            return Err(transport(error));
         }
+        Ok(())
     }
 
-    /// Writes out what [`feed_text`](Self::feed_text) left in the socket's buffer.
-    pub(crate) async fn flush(&mut self) {
-        if let Phase::Open(socket) = &mut self.phase {
-            if socket.flush().await.is_err() {
-                self.phase = Phase::Closed;
-            }
+    /// Serializes `value` and buffers it as [`feed_text`](Self::feed_text) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_json`](Self::send_json).
+    pub async fn feed_json<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<(), WebsocketError> {
+        let text = serde_json::to_string(value)?;
+        self.feed_text(text).await
+    }
+
+    /// Writes out what [`feed_text`](Self::feed_text) and [`feed_json`](Self::feed_json)
+    /// buffered.
+    ///
+    /// # Errors
+    ///
+    /// [`WebsocketError::Closed`] once closed; [`WebsocketError::Transport`] if the write fails.
+    pub async fn flush(&mut self) -> Result<(), WebsocketError> {
+        let socket = match &mut self.phase {
+            Phase::Open(socket) => socket,
+            Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
+            _ => return Err(WebsocketError::Closed),
+        };
+        if let Err(error) = socket.flush().await {
+            self.phase = Phase::Closed;
+            return Err(transport(error));
         }
+        Ok(())
     }
 
     /// Closes the connection with `code` and `reason` (cut to 123 bytes at a character

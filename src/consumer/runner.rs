@@ -187,11 +187,12 @@ async fn serve<C: WebsocketConsumer>(
                 let mut buffered = false;
                 while let Some(event) = next.take() {
                     if consumer.forwards_event(event.event_type()) {
-                        ctx.feed_text(event.to_text()).await;
+                        // A failure leaves the phase `Closed`: the loop below ends.
+                        let _ = ctx.feed_text(event.to_text()).await;
                         buffered = true;
                     } else {
                         if buffered {
-                            ctx.flush().await;
+                            let _ = ctx.flush().await;
                             buffered = false;
                         }
                         if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
@@ -205,7 +206,7 @@ async fn serve<C: WebsocketConsumer>(
                     }
                 }
                 if buffered {
-                    ctx.flush().await;
+                    let _ = ctx.flush().await;
                 }
             }
         }
