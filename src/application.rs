@@ -74,6 +74,8 @@ pub(crate) struct ConnectionEnv {
     pub(crate) layer: Arc<dyn ChannelLayer>,
     pub(crate) websocket: WebSocketConfig,
     pub(crate) close_timeout: Duration,
+    /// With [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy): how long a write may wait.
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) shutdown: CancellationToken,
 }
 

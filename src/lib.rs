@@ -111,4 +111,4 @@ pub use async_trait::async_trait;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 pub use error::{Error, Result};
-pub use server::{serve, Serve, ServerConfig, WithGracefulShutdown};
+pub use server::{serve, Serve, ServerConfig, SlowClientPolicy, WithGracefulShutdown};

@@ -52,6 +52,28 @@ pub struct ServerConfig {
     /// Each WebSocket's read buffer, in bytes, allocated when it is accepted. Small keeps idle
     /// connections cheap; large helps connections that receive a lot. Default 1 KiB.
     pub read_buffer_size: usize,
+    /// What happens to a client that stops reading. Default: disconnected after 30 s.
+    pub slow_client: SlowClientPolicy,
+}
+
+/// What happens to a WebSocket client that stops reading (a frozen tab, a dead network).
+///
+/// Either way it costs bounded memory: its socket's buffers, and its channel, whose capacity
+/// bounds the events waiting for it; group messages beyond that are dropped and counted in
+/// [`LayerStats::dropped_full`](crate::layer::LayerStats::dropped_full). The rest of its groups
+/// are not slowed: every connection writes on its own task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowClientPolicy {
+    /// Keep the connection; drop (and count) what does not fit in its channel.
+    DropMessages,
+    /// Also disconnect it once a write to its socket has waited `after`: `disconnect` runs with
+    /// 1013 (try again later), logged at `INFO`. No close frame is sent: the client is not
+    /// reading.
+    Disconnect {
+        /// How long one write may wait for the client.
+        after: Duration,
+    },
 }
 
 impl Default for ServerConfig {
@@ -63,6 +85,9 @@ impl Default for ServerConfig {
             max_message_size: 1 << 20,
             max_frame_size: 1 << 20,
             read_buffer_size: 1 << 10,
+            slow_client: SlowClientPolicy::Disconnect {
+                after: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -227,6 +252,10 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
             layer,
             websocket: config.websocket(),
             close_timeout: config.close_timeout,
+            write_timeout: match config.slow_client {
+                SlowClientPolicy::DropMessages => None,
+                SlowClientPolicy::Disconnect { after } => Some(after),
+            },
             shutdown: shutdown.clone(),
         }),
         tracker: tracker.clone(),

@@ -232,6 +232,7 @@ impl WebsocketCommunicator {
             layer: self.layer.clone(),
             websocket: Default::default(),
             close_timeout: Duration::from_secs(1),
+            write_timeout: None,
             shutdown: self.shutdown.clone(),
         });
         let handshake = Handshake::new(

@@ -209,3 +209,68 @@ async fn shutdown_closes_with_1001_and_leaves_nothing_behind() {
     );
     assert_eq!(layer.stats().channels, 0);
 }
+
+/// A JSON consumer that forwards "note" events as they are.
+#[derive(Default)]
+struct Forwarder;
+
+#[switchboard::async_trait]
+impl switchboard::consumer::JsonWebsocketConsumer for Forwarder {
+    type Incoming = serde::de::IgnoredAny;
+    type Event = serde::de::IgnoredAny;
+    const FORWARDED_EVENTS: &'static [&'static str] = &["note"];
+
+    async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+        ctx.group_add("notes").await?;
+        ctx.accept().await?;
+        Ok(())
+    }
+    async fn receive_json(
+        &mut self,
+        _: &mut Context,
+        _: Self::Incoming,
+    ) -> switchboard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wraps a consumer and knows nothing of forwarding: it only passes the handlers on.
+struct Wrapper<C>(C);
+
+#[switchboard::async_trait]
+impl<C: WebsocketConsumer> WebsocketConsumer for Wrapper<C> {
+    async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+        self.0.connect(ctx).await
+    }
+    async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
+        self.0.receive(ctx, message).await
+    }
+    async fn event(
+        &mut self,
+        ctx: &mut Context,
+        event: switchboard::layer::Event,
+    ) -> switchboard::Result<()> {
+        self.0.event(ctx, event).await
+    }
+}
+
+#[tokio::test]
+async fn forwarded_events_reach_the_client_through_a_wrapper_that_does_not_know_of_them() {
+    let layer = InMemoryChannelLayer::new();
+    for app in [true, false] {
+        let mut client = if app {
+            WebsocketCommunicator::new(Forwarder::default, "/ws/")
+        } else {
+            WebsocketCommunicator::new(|| Wrapper(Forwarder), "/ws/")
+        }
+        .channel_layer(layer.clone());
+        client.connect().await.unwrap().expect_accepted();
+        let note = switchboard::layer::Event::from_json(r#"{"type":"note","n":1}"#).unwrap();
+        layer.group_send("notes", note).await.unwrap();
+        assert_eq!(
+            client.receive(T).await.unwrap(),
+            Received::Text(r#"{"type":"note","n":1}"#.into())
+        );
+        client.disconnect(close_code::NORMAL).await.unwrap();
+    }
+}

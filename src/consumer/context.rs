@@ -38,6 +38,10 @@ pub enum WebsocketError {
     /// `send_json` with a value that does not serialize.
     #[error("could not encode JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The client did not take a write within the slow-client bound; the connection is over
+    /// (see [`SlowClientPolicy`](crate::SlowClientPolicy)).
+    #[error("the client stopped reading; disconnected")]
+    SlowClient,
     /// Writing to the socket failed; the connection is over.
     #[error("socket write failed: {0}")]
     Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -101,6 +105,10 @@ pub struct Context {
     /// Made on the first [`Context::handle`]: frames from handles, for the runner to send.
     outbound: Option<mpsc::Sender<Outbound>>,
     pub(crate) outbound_receiver: Option<mpsc::Receiver<Outbound>>,
+    /// How long one write may wait (the slow-client policy); `None`: as long as it takes.
+    write_timeout: Option<std::time::Duration>,
+    /// The code the connection ended with when the server dropped it (a slow client: 1013).
+    pub(crate) dropped_with: Option<u16>,
 }
 
 /// Frames a [`ConnectionHandle`] may queue before its sender waits.
@@ -136,6 +144,7 @@ impl Context {
         channel_name: Arc<str>,
         layer: Arc<dyn ChannelLayer>,
         pending: PendingHandshake,
+        write_timeout: Option<std::time::Duration>,
     ) -> Self {
         Self {
             scope,
@@ -143,6 +152,8 @@ impl Context {
             phase: Phase::Pending(pending),
             outbound: None,
             outbound_receiver: None,
+            write_timeout,
+            dropped_with: None,
         }
     }
 
@@ -257,11 +268,32 @@ impl Context {
             Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
             _ => return Err(WebsocketError::Closed),
         };
-        if let Err(error) = socket.send(frame).await {
-            self.phase = Phase::Closed;
-            return Err(transport(error));
+        let written = bounded(self.write_timeout, socket.send(frame)).await;
+        self.settle_write(written)
+    }
+
+    /// Ends the connection after a failed or timed-out write.
+    fn settle_write(
+        &mut self,
+        written: Option<Result<(), tungstenite::Error>>,
+    ) -> Result<(), WebsocketError> {
+        match written {
+            Some(Ok(())) => Ok(()),
+            Some(Err(error)) => {
+                self.phase = Phase::Closed;
+                Err(transport(error))
+            }
+            None => {
+                tracing::info!(
+                    target: "switchboard::consumer",
+                    channel = self.channel.channel_name(),
+                    "client stopped reading: disconnected (1013)"
+                );
+                self.phase = Phase::Closed;
+                self.dropped_with = Some(close_code::TRY_AGAIN_LATER);
+                Err(WebsocketError::SlowClient)
+            }
         }
-        Ok(())
     }
 
     /// Puts a text message in the socket's buffer without writing it out; [`flush`](Self::flush)
@@ -279,11 +311,8 @@ impl Context {
             Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
             _ => return Err(WebsocketError::Closed),
         };
-        if let Err(error) = socket.feed(frame).await {
-            self.phase = Phase::Closed;
-            return Err(transport(error));
-        }
-        Ok(())
+        let written = bounded(self.write_timeout, socket.feed(frame)).await;
+        self.settle_write(written)
     }
 
     /// Serializes `value` and buffers it as [`feed_text`](Self::feed_text) does.
@@ -311,11 +340,8 @@ impl Context {
             Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
             _ => return Err(WebsocketError::Closed),
         };
-        if let Err(error) = socket.flush().await {
-            self.phase = Phase::Closed;
-            return Err(transport(error));
-        }
-        Ok(())
+        let written = bounded(self.write_timeout, socket.flush()).await;
+        self.settle_write(written)
     }
 
     /// Closes the connection with `code` and `reason` (cut to 123 bytes at a character
@@ -379,6 +405,18 @@ impl std::ops::Deref for Context {
     /// `ctx.channel_name()` and the rest of [`ChannelContext`].
     fn deref(&self) -> &ChannelContext {
         &self.channel
+    }
+}
+
+/// Runs a socket write, giving up (`None`) after `limit`. A write that completes at once never
+/// arms the timer.
+async fn bounded<F: std::future::Future>(
+    limit: Option<std::time::Duration>,
+    write: F,
+) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, write).await.ok(),
+        None => Some(write.await),
     }
 }
 

@@ -261,6 +261,11 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
     }
 
     async fn event(&mut self, ctx: &mut Context, event: Event) -> Result<()> {
+        // The runner forwards these itself; a consumer wrapping this one may still call here.
+        if T::FORWARDED_EVENTS.contains(&event.event_type()) {
+            ctx.send_text(event.to_text()).await?;
+            return Ok(());
+        }
         match event.decode::<T::Event>() {
             Ok(typed) => JsonWebsocketConsumer::event(self, ctx, typed).await,
             Err(error) => {

@@ -52,8 +52,9 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 /// pending, close 1011 if open.
 async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
     if let Failure::Error(error) = &failure {
-        if let Some(WebsocketError::Closed | WebsocketError::Transport(_)) =
-            error.inner().downcast_ref::<WebsocketError>()
+        if let Some(
+            WebsocketError::Closed | WebsocketError::Transport(_) | WebsocketError::SlowClient,
+        ) = error.inner().downcast_ref::<WebsocketError>()
         {
             // The client went away while the handler was writing to it: a disconnect (1006),
             // not a fault of the handler.
@@ -103,7 +104,13 @@ pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake)
         client = ?scope.client,
         channel = inbox.name(),
     );
-    let ctx = Context::new(scope, inbox.name().into(), env.layer.clone(), pending);
+    let ctx = Context::new(
+        scope,
+        inbox.name().into(),
+        env.layer.clone(),
+        pending,
+        env.write_timeout,
+    );
     let connection = serve(consumer, ctx, inbox, &env);
     // Entering a span on every poll costs even when it is disabled: only instrument a live one.
     if span.is_disabled() {
@@ -130,7 +137,9 @@ async fn serve<C: WebsocketConsumer>(
         let socket = match &mut ctx.phase {
             Phase::Open(socket) => socket,
             Phase::Closing(_, code) => break *code,
-            Phase::Refused | Phase::Closed | Phase::Pending(_) => break close_code::ABNORMAL,
+            Phase::Refused | Phase::Closed | Phase::Pending(_) => {
+                break ctx.dropped_with.unwrap_or(close_code::ABNORMAL)
+            }
         };
         tokio::select! {
             biased;

@@ -229,6 +229,9 @@ impl<C: WebsocketConsumer> WebsocketConsumer for Observed<C> {
         self.note(Note::Event(event.event_type().to_owned()));
         self.inner.event(ctx, event).await
     }
+    fn forwards_event(&self, event_type: &str) -> bool {
+        self.inner.forwards_event(event_type)
+    }
     async fn disconnect(&mut self, ctx: &mut Context, code: u16) -> switchboard::Result<()> {
         let result = self.inner.disconnect(ctx, code).await;
         self.note(Note::Disconnected(code));
