@@ -94,6 +94,10 @@ struct FanoutArgs {
     /// Seconds at the start not counted.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// Extra clients in the room that never read (4 KiB receive buffer), not counted: the others
+    /// must not slow down.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
     /// The room (default: a new one for each run).
     #[arg(long)]
     room: Option<String>,
@@ -143,6 +147,17 @@ async fn connect(
     name: &str,
     read_buffer: usize,
 ) -> std::io::Result<Ws> {
+    connect_with(target, n, room, name, read_buffer, None).await
+}
+
+async fn connect_with(
+    target: &Target,
+    n: usize,
+    room: &str,
+    name: &str,
+    read_buffer: usize,
+    receive_buffer: Option<u32>,
+) -> std::io::Result<Ws> {
     let source = IpAddr::V4(Ipv4Addr::new(
         127,
         0,
@@ -150,6 +165,9 @@ async fn connect(
         1 + (n % target.sources.max(1) as usize) as u8,
     ));
     let socket = TcpSocket::new_v4()?;
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(target.server).await?;
     stream.set_nodelay(true)?;
@@ -382,6 +400,21 @@ async fn fanout(args: FanoutArgs) -> std::io::Result<()> {
             sinks.push(sink);
         }
     }
+    let mut stalled = Vec::with_capacity(args.stalled);
+    for n in 0..args.stalled {
+        let name = format!("stalled{n}");
+        stalled.push(
+            connect_with(
+                &args.target,
+                args.clients + n,
+                &room,
+                &name,
+                1024,
+                Some(4096),
+            )
+            .await?,
+        );
+    }
     let connect_secs = started.elapsed().as_secs_f64();
     // Let the join traffic (history, presence) drain before sending.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -447,7 +480,7 @@ async fn fanout(args: FanoutArgs) -> std::io::Result<()> {
     let h = tally.latency.unwrap();
     let report = serde_json::json!({
         "mode": "fanout",
-        "clients": args.clients, "senders": senders, "window": args.window, "rate": args.rate, "size": args.size,
+        "clients": args.clients, "stalled": args.stalled, "senders": senders, "window": args.window, "rate": args.rate, "size": args.size,
         "deliveries_per_s": (tally.counted as f64 / measured).round(),
         "sent": run.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum::<u64>(),
         "delivered": tally.received, "lost": lost, "duplicates": tally.duplicates, "out_of_order": tally.reordered,
