@@ -298,7 +298,7 @@ async fn reader(
             tally.counted += 1;
             // Latency of one message in 8: reading the clock for each would make this process,
             // not the server, the bottleneck.
-            if tally.counted % 8 == 0 {
+            if tally.counted.is_multiple_of(8) {
                 let _ = tally
                     .latency
                     .as_mut()
