@@ -76,6 +76,12 @@ pub(crate) struct ConnectionEnv {
     pub(crate) close_timeout: Duration,
     /// With [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy): how long a write may wait.
     pub(crate) write_timeout: Option<Duration>,
+    /// Keep-alive: ping an idle peer this often, and drop it if nothing comes back within
+    /// `pong_timeout` of a ping.
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+    /// How long `connect` may take to answer the handshake.
+    pub(crate) handshake_timeout: Duration,
     pub(crate) shutdown: CancellationToken,
 }
 

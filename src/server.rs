@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,18 @@ pub struct ServerConfig {
     pub read_buffer_size: usize,
     /// What happens to a client that stops reading. Default: disconnected after 30 s.
     pub slow_client: SlowClientPolicy,
+    /// How often an open WebSocket is pinged (keep-alive through proxies, and dead-peer
+    /// detection); `None`: never. Default 20 s.
+    pub ping_interval: Option<Duration>,
+    /// A peer that sends nothing at all (not even the pong) within this long after a ping is
+    /// dropped; its `disconnect` runs with 1006. Default 20 s.
+    pub pong_timeout: Duration,
+    /// How long a consumer's `connect` may take to answer the handshake; past it the client gets
+    /// 503 and `disconnect` runs with 1006. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Open WebSockets at most; handshakes beyond it are answered with 503 (logged at `WARN`).
+    /// `None`: only the process's open-file limit bounds them (each needs one). Default `None`.
+    pub max_connections: Option<usize>,
 }
 
 /// What happens to a WebSocket client that stops reading (a frozen tab, a dead network).
@@ -88,6 +101,10 @@ impl Default for ServerConfig {
             slow_client: SlowClientPolicy::Disconnect {
                 after: Duration::from_secs(30),
             },
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: None,
         }
     }
 }
@@ -234,6 +251,18 @@ struct Shared {
     env: Arc<ConnectionEnv>,
     tracker: TaskTracker,
     header_read_timeout: Duration,
+    max_connections: Option<usize>,
+    /// WebSockets being served (handshake dispatched, task not finished).
+    open: Arc<AtomicUsize>,
+}
+
+/// Gives a WebSocket's place back when its task ends, however it ends.
+struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
@@ -256,10 +285,15 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
                 SlowClientPolicy::DropMessages => None,
                 SlowClientPolicy::Disconnect { after } => Some(after),
             },
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            handshake_timeout: config.handshake_timeout,
             shutdown: shutdown.clone(),
         }),
         tracker: tracker.clone(),
         header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        open: Arc::new(AtomicUsize::new(0)),
     });
     tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
 
@@ -372,9 +406,19 @@ impl Shared {
                 return status_response(StatusCode::BAD_REQUEST);
             }
         };
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        let place = OpenConnection(self.open.clone());
+        if self.max_connections.is_some_and(|max| open >= max) {
+            tracing::warn!(target: "switchboard::server", open, "max_connections reached: WebSocket refused with 503");
+            return status_response(StatusCode::SERVICE_UNAVAILABLE);
+        }
         let (respond, answer) = oneshot::channel();
         let handshake = Handshake::new(scope, respond, upgrade, self.env.clone());
-        self.tracker.spawn(app.call(handshake));
+        let connection = app.call(handshake);
+        self.tracker.spawn(async move {
+            connection.await;
+            drop(place);
+        });
         match answer.await {
             Ok(HandshakeResponse::Accept {
                 subprotocol,

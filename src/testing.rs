@@ -233,6 +233,9 @@ impl WebsocketCommunicator {
             websocket: Default::default(),
             close_timeout: Duration::from_secs(1),
             write_timeout: None,
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
             shutdown: self.shutdown.clone(),
         });
         let handshake = Handshake::new(

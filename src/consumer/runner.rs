@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::StatusCode;
+use tokio::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::{
     self,
     error::{CapacityError, ProtocolError},
@@ -126,13 +127,28 @@ async fn serve<C: WebsocketConsumer>(
     mut inbox: crate::layer::ChannelReceiver,
     env: &crate::application::ConnectionEnv,
 ) {
-    if let Err(failure) = guarded(consumer.connect(&mut ctx)).await {
-        fail(&mut ctx, "connect", failure).await;
+    match tokio::time::timeout(env.handshake_timeout, guarded(consumer.connect(&mut ctx))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(failure)) => fail(&mut ctx, "connect", failure).await,
+        Err(_) => {
+            tracing::warn!(target: "switchboard::consumer", "connect did not answer the handshake in time: 503");
+            ctx.refuse(StatusCode::SERVICE_UNAVAILABLE);
+        }
     }
     if ctx.refuse(StatusCode::FORBIDDEN) {
         tracing::warn!(target: "switchboard::consumer", "connect returned without accept or close: refused with 403");
     }
 
+    // Keep-alive: `last_seen` is stamped by every frame; the timer looks at it, so busy
+    // connections cost no timer work per frame.
+    let ping_every = env
+        .ping_interval
+        .unwrap_or(Duration::from_secs(86_400 * 365));
+    let mut last_seen = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut next_ping = last_seen + ping_every;
+    let keep_alive = tokio::time::sleep_until(next_ping);
+    tokio::pin!(keep_alive);
     let code = loop {
         let socket = match &mut ctx.phase {
             Phase::Open(socket) => socket,
@@ -147,7 +163,28 @@ async fn serve<C: WebsocketConsumer>(
                 // On failure the phase is `Closed` and the loop ends with 1006.
                 let _ = ctx.close(close_code::GOING_AWAY, "server shutting down").await;
             }
+            () = &mut keep_alive, if env.ping_interval.is_some() => {
+                let now = Instant::now();
+                // A ping is unanswered while no frame at all has come since it was sent.
+                let unanswered = ping_sent.filter(|sent| last_seen < *sent);
+                if unanswered.is_some_and(|sent| now >= sent + env.pong_timeout) {
+                    tracing::debug!(target: "switchboard::consumer", "no answer to a ping: dropping a dead peer");
+                    ctx.phase = Phase::Closed;
+                    continue;
+                }
+                // No new ping while one is unanswered: its deadline must not move.
+                if unanswered.is_none() && now >= next_ping {
+                    // A failed send leaves the phase `Closed`: the loop ends.
+                    let _ = ctx.send_frame(tungstenite::Message::Ping(bytes::Bytes::new())).await;
+                    ping_sent = Some(now);
+                    next_ping = now + ping_every;
+                }
+                let unanswered = ping_sent.filter(|sent| last_seen < *sent);
+                let deadline = unanswered.map_or(next_ping, |sent| next_ping.min(sent + env.pong_timeout));
+                keep_alive.as_mut().reset(deadline);
+            }
             frame = socket.next() => {
+                last_seen = Instant::now();
                 let message = match frame {
                     Some(Ok(tungstenite::Message::Text(text))) => Message::Text(Utf8Bytes::from_tungstenite(text)),
                     Some(Ok(tungstenite::Message::Binary(bytes))) => Message::Binary(bytes),
