@@ -43,7 +43,15 @@ where
     C: WebsocketConsumer,
 {
     fn call(&self, handshake: Handshake) -> BoxFuture<()> {
-        Box::pin(consumer::run(self(), handshake))
+        // A factory that panics fails this handshake (500), not the server's connection task.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(self)) {
+            Ok(consumer) => Box::pin(consumer::run(consumer, handshake)),
+            Err(_) => {
+                tracing::error!(target: "switchboard::consumer", path = %handshake.scope().path, "consumer factory panicked: refused with 500");
+                handshake.reject(http::StatusCode::INTERNAL_SERVER_ERROR);
+                Box::pin(std::future::ready(()))
+            }
+        }
     }
 }
 

@@ -359,3 +359,17 @@ async fn graceful_shutdown_closes_with_1001_and_runs_disconnect() {
     // The listener is gone.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_factory_that_panics_fails_only_its_handshake() {
+    let app = ProtocolTypeRouter::new().websocket(
+        URLRouter::new()
+            .route("/boom/", || -> Scripted { panic!("factory failed") })
+            .route("/ws/", || Scripted),
+    );
+    let server = TestServer::start(app).await;
+    assert_eq!(server.handshake_status("/boom/").await, 500);
+    let mut client = server.connect("/ws/").await;
+    text(&mut client, "echo alive").await;
+    assert_eq!(recv_text(&mut client).await, "alive");
+}
