@@ -111,4 +111,6 @@ pub use async_trait::async_trait;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 pub use error::{Error, Result};
-pub use server::{serve, Serve, ServerConfig, SlowClientPolicy, WithGracefulShutdown};
+pub use server::{
+    serve, Serve, ServerConfig, SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,
+};

@@ -4,7 +4,7 @@ use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,8 +139,60 @@ pub fn serve(listener: TcpListener, app: ProtocolTypeRouter) -> Serve {
     Serve {
         listener,
         app,
-        layer: None,
+        layer: Arc::new(InMemoryChannelLayer::new()),
         config: ServerConfig::default(),
+        counters: Arc::new(ServerCounters::default()),
+    }
+}
+
+#[derive(Debug, Default)]
+struct ServerCounters {
+    /// WebSockets being served (handshake dispatched, task not finished).
+    open: AtomicUsize,
+    handshakes: AtomicU64,
+    refused_full: AtomicU64,
+}
+
+/// A handle on a running server's counts, for metrics; made by [`Serve::stats`]. Cheap to clone
+/// and to read.
+#[derive(Clone)]
+pub struct StatsHandle {
+    counters: Arc<ServerCounters>,
+    layer: Arc<dyn ChannelLayer>,
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StatsHandle")
+            .field(&self.snapshot())
+            .finish()
+    }
+}
+
+/// A snapshot of a server's counts: its WebSockets and its channel layer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// WebSockets open now (from the handshake being answered to the end of `disconnect`).
+    pub connections: usize,
+    /// WebSocket handshakes received since the server started, refused ones included.
+    pub handshakes: u64,
+    /// Handshakes refused with 503 because `max_connections` was reached.
+    pub refused_max_connections: u64,
+    /// The channel layer's counts: channels, groups, memberships, dropped messages.
+    pub layer: crate::layer::LayerStats,
+}
+
+impl StatsHandle {
+    /// The counts now.
+    pub fn snapshot(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            connections: c.open.load(Ordering::Relaxed),
+            handshakes: c.handshakes.load(Ordering::Relaxed),
+            refused_max_connections: c.refused_full.load(Ordering::Relaxed),
+            layer: self.layer.stats(),
+        }
     }
 }
 
@@ -149,8 +201,9 @@ pub fn serve(listener: TcpListener, app: ProtocolTypeRouter) -> Serve {
 pub struct Serve {
     listener: TcpListener,
     app: ProtocolTypeRouter,
-    layer: Option<Arc<dyn ChannelLayer>>,
+    layer: Arc<dyn ChannelLayer>,
     config: ServerConfig,
+    counters: Arc<ServerCounters>,
 }
 
 impl std::fmt::Debug for Serve {
@@ -167,8 +220,18 @@ impl std::fmt::Debug for Serve {
 impl Serve {
     /// Gives consumers `layer` (share a clone of it with HTTP handlers that send to groups).
     pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
-        self.layer = Some(Arc::new(layer));
+        self.layer = Arc::new(layer);
         self
+    }
+
+    /// A handle on the server's counts (open connections, handshakes, and the channel layer's
+    /// [`LayerStats`](crate::layer::LayerStats)), to read while it runs. Take it after
+    /// [`channel_layer`](Self::channel_layer).
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle {
+            counters: self.counters.clone(),
+            layer: self.layer.clone(),
+        }
     }
 
     /// Replaces the server settings.
@@ -252,16 +315,15 @@ struct Shared {
     tracker: TaskTracker,
     header_read_timeout: Duration,
     max_connections: Option<usize>,
-    /// WebSockets being served (handshake dispatched, task not finished).
-    open: Arc<AtomicUsize>,
+    counters: Arc<ServerCounters>,
 }
 
 /// Gives a WebSocket's place back when its task ends, however it ends.
-struct OpenConnection(Arc<AtomicUsize>);
+struct OpenConnection(Arc<ServerCounters>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -271,10 +333,10 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         app,
         layer,
         config,
+        counters,
     } = serve;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let layer = layer.unwrap_or_else(|| Arc::new(InMemoryChannelLayer::new()));
     let shared = Arc::new(Shared {
         app,
         env: Arc::new(ConnectionEnv {
@@ -293,7 +355,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         tracker: tracker.clone(),
         header_read_timeout: config.header_read_timeout,
         max_connections: config.max_connections,
-        open: Arc::new(AtomicUsize::new(0)),
+        counters,
     });
     tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
 
@@ -406,9 +468,11 @@ impl Shared {
                 return status_response(StatusCode::BAD_REQUEST);
             }
         };
-        let open = self.open.fetch_add(1, Ordering::Relaxed);
-        let place = OpenConnection(self.open.clone());
+        self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
+        let open = self.counters.open.fetch_add(1, Ordering::Relaxed);
+        let place = OpenConnection(self.counters.clone());
         if self.max_connections.is_some_and(|max| open >= max) {
+            self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(target: "switchboard::server", open, "max_connections reached: WebSocket refused with 503");
             return status_response(StatusCode::SERVICE_UNAVAILABLE);
         }

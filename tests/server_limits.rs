@@ -91,6 +91,15 @@ async fn handshakes_beyond_max_connections_get_503() {
     let mut a = server.connect("/ws/").await;
     let mut b = server.connect("/ws/").await;
     assert_eq!(server.handshake_status("/ws/").await, 503);
+    let stats = server.stats.snapshot();
+    assert_eq!(
+        (
+            stats.connections,
+            stats.handshakes,
+            stats.refused_max_connections
+        ),
+        (2, 3, 1)
+    );
     for client in [&mut a, &mut b] {
         text(client, "ok").await;
         assert_eq!(recv_text(client).await, "ok");

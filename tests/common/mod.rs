@@ -26,6 +26,7 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub layer: InMemoryChannelLayer,
+    pub stats: switchboard::StatsHandle,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -45,14 +46,16 @@ impl TestServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = switchboard::serve(listener, app)
             .channel_layer(layer.clone())
-            .config(config)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
+            .config(config);
+        let stats = server.stats();
+        let server = server.with_graceful_shutdown(async {
+            let _ = stopped.await;
+        });
         let task = tokio::spawn(server.into_future());
         Self {
             addr,
             layer,
+            stats,
             stop: Some(stop),
             task,
         }
