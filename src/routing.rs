@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+use crate::scope::UrlRoute;
 
 /// Errors of HTTP services, boxed.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -135,7 +136,8 @@ const NEST_REST: &str = "__switchboard_nested_rest";
 
 struct Route {
     app: Arc<dyn WebsocketApplication>,
-    nested: bool,
+    /// The router this route hands the rest of the path to, for a `nest`.
+    nested: Option<Arc<URLRouter>>,
 }
 
 /// Routes WebSocket connections by path (Channels' `URLRouter`), on `matchit`.
@@ -190,8 +192,52 @@ impl URLRouter {
     /// error, caught at startup).
     #[track_caller]
     pub fn route(mut self, path: &str, app: impl WebsocketApplication) -> Self {
-        self.insert(path, Arc::new(app), false);
+        self.insert(path, Arc::new(app), None);
         self
+    }
+
+    /// The route `path` (percent-decoded, as [`Scope::path`](crate::scope::Scope::path)) would
+    /// take, through nested routers: the parameters it would capture, or `None` for no route
+    /// (404). For tests of your routing, and for debugging.
+    pub fn resolve(&self, path: &str) -> Option<UrlRoute> {
+        let mut params = UrlRoute::default();
+        let mut router = self;
+        let mut offset = 0;
+        loop {
+            let (route, next) = router.step(path, offset, &mut params)?;
+            match &route.nested {
+                Some(inner) => {
+                    router = inner;
+                    offset = next;
+                }
+                None => return Some(params),
+            }
+        }
+    }
+
+    /// Matches what is left of `path` after `offset`, adding the captures to `params`; returns
+    /// the route and where a nested router would go on.
+    fn step<'a>(
+        &'a self,
+        path: &str,
+        offset: usize,
+        params: &mut UrlRoute,
+    ) -> Option<(&'a Route, usize)> {
+        let remaining = match path.get(offset..).unwrap_or("") {
+            "" => "/",
+            rest => rest,
+        };
+        let matched = self.routes.at(remaining).ok()?;
+        let mut next = path.len();
+        for (name, value) in matched.params.iter() {
+            if name == NEST_REST {
+                // `value` ends the path; the nested router sees it with its leading '/'.
+                next = path.len() - value.len() - 1;
+            } else {
+                params.push(name, value);
+            }
+        }
+        Some((matched.value, next))
     }
 
     /// Serves every path under `prefix` with `router`, which sees the rest of the path (`/` for
@@ -204,17 +250,23 @@ impl URLRouter {
     pub fn nest(mut self, prefix: &str, router: URLRouter) -> Self {
         assert!(prefix.starts_with('/'), "nest prefix must start with '/'");
         let prefix = prefix.trim_end_matches('/');
-        let app: Arc<dyn WebsocketApplication> = Arc::new(router);
+        let router = Arc::new(router);
+        let app: Arc<dyn WebsocketApplication> = router.clone();
         if !prefix.is_empty() {
-            self.insert(prefix, app.clone(), true);
+            self.insert(prefix, app.clone(), Some(router.clone()));
         }
-        self.insert(&format!("{prefix}/"), app.clone(), true);
-        self.insert(&format!("{prefix}/{{*{NEST_REST}}}"), app, true);
+        self.insert(&format!("{prefix}/"), app.clone(), Some(router.clone()));
+        self.insert(&format!("{prefix}/{{*{NEST_REST}}}"), app, Some(router));
         self
     }
 
     #[track_caller]
-    fn insert(&mut self, path: &str, app: Arc<dyn WebsocketApplication>, nested: bool) {
+    fn insert(
+        &mut self,
+        path: &str,
+        app: Arc<dyn WebsocketApplication>,
+        nested: Option<Arc<URLRouter>>,
+    ) {
         if let Err(error) = self.routes.insert(path, Route { app, nested }) {
             panic!("invalid route {path:?}: {error}");
         }
@@ -224,31 +276,16 @@ impl URLRouter {
 impl WebsocketApplication for URLRouter {
     fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
         let scope = handshake.scope_mut();
-        let remaining = match scope.path_remaining() {
-            "" => "/",
-            rest => rest,
-        };
-        let Ok(matched) = self.routes.at(remaining) else {
+        let (path, offset) = (std::mem::take(&mut scope.path), scope.route_offset);
+        let step = self.step(&path, offset, &mut scope.url_route);
+        scope.path = path;
+        let Some((route, next)) = step else {
             tracing::debug!(target: "switchboard::routing", path = %scope.path, "no WebSocket route: 404");
             handshake.reject(StatusCode::NOT_FOUND);
             return Box::pin(std::future::ready(()));
         };
-        let route = matched.value;
-        let mut offset = scope.path.len();
-        let mut params = Vec::with_capacity(matched.params.len());
-        for (name, value) in matched.params.iter() {
-            if name == NEST_REST {
-                // `value` ends the path; the nested router sees it with its leading '/'.
-                offset = scope.path.len() - value.len() - 1;
-            } else {
-                params.push((name.to_owned(), value.to_owned()));
-            }
-        }
-        for (name, value) in &params {
-            scope.url_route.push(name, value);
-        }
-        if route.nested {
-            scope.route_offset = offset;
+        if route.nested.is_some() {
+            scope.route_offset = next;
         }
         route.app.call(handshake)
     }

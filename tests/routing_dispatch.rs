@@ -183,3 +183,36 @@ async fn malformed_handshakes_are_refused_with_the_right_status() {
         .insert("origin", http::HeaderValue::from_static("http://x"));
     assert_eq!(handshake_status(request).await, 101);
 }
+
+#[test]
+fn resolve_says_what_a_path_would_capture() {
+    let router = router();
+    let params = |path: &str| {
+        router.resolve(path).map(|route| {
+            route
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    };
+    assert_eq!(params("/ws/echo/").as_deref(), Some(""));
+    assert_eq!(params("/ws/rooms/lobby/").as_deref(), Some("room=lobby"));
+    assert_eq!(params("/ws/rooms").as_deref(), Some(""));
+    assert_eq!(
+        params("/ws/rooms/café/files/a/b c.txt").as_deref(),
+        Some("room=café,path=a/b c.txt")
+    );
+    assert_eq!(params("/ws/v2/deep/x").as_deref(), Some("leaf=x"));
+    for missing in [
+        "/",
+        "",
+        "/ws/echo",
+        "/ws/rooms/a/b/",
+        "/ws/v2/deep/",
+        "//",
+        "/ws//rooms/",
+    ] {
+        assert_eq!(params(missing), None, "{missing:?}");
+    }
+}
