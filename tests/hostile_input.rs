@@ -113,65 +113,51 @@ async fn bystander_still_echoes(server: &TestServer) {
     assert_eq!(recv_text(&mut client).await, "fine");
 }
 
-#[tokio::test]
-async fn invalid_utf8_in_a_text_frame_is_1007() {
+/// Sends `bytes` on a fresh WebSocket, expects the server to close it with `code`, and checks that
+/// the server still serves others.
+async fn expect_close(bytes: Vec<u8>, code: u16) {
     let server = server().await;
     let mut stream = raw(&server).await;
-    stream
-        .write_all(&frame(0x1, &[0x66, 0xff, 0xfe], true, None))
-        .await
-        .unwrap();
-    assert_eq!(
-        close_code_of(&mut stream).await,
-        Some(close_code::INVALID_PAYLOAD)
-    );
+    stream.write_all(&bytes).await.unwrap();
+    assert_eq!(close_code_of(&mut stream).await, Some(code));
     bystander_still_echoes(&server).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_text_frame_is_1007() {
+    expect_close(
+        frame(0x1, &[0x66, 0xff, 0xfe], true, None),
+        close_code::INVALID_PAYLOAD,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_oversized_frame_is_1009_before_its_payload_is_read() {
-    let server = server().await;
-    let mut stream = raw(&server).await;
     // A header announcing 2 GiB (the limit is 1 MiB), and no payload at all.
-    stream
-        .write_all(&frame(0x2, &[], true, Some(2 << 30)))
-        .await
-        .unwrap();
-    assert_eq!(
-        close_code_of(&mut stream).await,
-        Some(close_code::MESSAGE_TOO_BIG)
-    );
-    bystander_still_echoes(&server).await;
+    expect_close(
+        frame(0x2, &[], true, Some(2 << 30)),
+        close_code::MESSAGE_TOO_BIG,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn an_unmasked_client_frame_is_1002() {
-    let server = server().await;
-    let mut stream = raw(&server).await;
-    stream
-        .write_all(&frame(0x1, b"no mask", false, None))
-        .await
-        .unwrap();
-    assert_eq!(
-        close_code_of(&mut stream).await,
-        Some(close_code::PROTOCOL_ERROR)
-    );
-    bystander_still_echoes(&server).await;
+    expect_close(
+        frame(0x1, b"no mask", false, None),
+        close_code::PROTOCOL_ERROR,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_close_frame_with_a_reserved_code_is_1002() {
-    let server = server().await;
-    let mut stream = raw(&server).await;
-    stream
-        .write_all(&frame(0x8, &1005u16.to_be_bytes(), true, None))
-        .await
-        .unwrap();
-    assert_eq!(
-        close_code_of(&mut stream).await,
-        Some(close_code::PROTOCOL_ERROR)
-    );
-    bystander_still_echoes(&server).await;
+    expect_close(
+        frame(0x8, &1005u16.to_be_bytes(), true, None),
+        close_code::PROTOCOL_ERROR,
+    )
+    .await;
 }
 
 #[tokio::test]
