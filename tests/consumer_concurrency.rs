@@ -5,19 +5,21 @@ mod common;
 
 use common::{recv_json, recv_text, text, within, TestServer};
 use serde_json::{json, Value};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebsocketConsumer, WebsocketError};
 use switchboard::layer::{BlockingChannelLayer, Event};
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
 use switchboard::websocket::Message;
 use tokio::sync::Semaphore;
 
+/// Where the "close-via-handle" task reports whether a send after the close failed as it should.
+static AFTER_CLOSE: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<bool>>> =
+    std::sync::Mutex::new(None);
+
 /// Lets the spawned "work" go on only when the test says so.
 static WORK_GATE: Semaphore = Semaphore::const_new(0);
 
 #[derive(Default)]
-struct Worker {
-    handle: Option<switchboard::consumer::ConnectionHandle>,
-}
+struct Worker;
 
 #[switchboard::async_trait]
 impl WebsocketConsumer for Worker {
@@ -37,7 +39,6 @@ impl WebsocketConsumer for Worker {
         match text.as_str() {
             "work" => {
                 let handle = ctx.handle();
-                self.handle = Some(handle.clone());
                 tokio::spawn(async move {
                     WORK_GATE.acquire().await.unwrap().forget();
                     handle.send_text("progress: half way").await.unwrap();
@@ -60,7 +61,16 @@ impl WebsocketConsumer for Worker {
             }
             "close-via-handle" => {
                 let handle = ctx.handle();
-                tokio::spawn(async move { handle.close(4100, "closed from a task").await });
+                tokio::spawn(async move {
+                    handle.close(4100, "closed from a task").await.unwrap();
+                    handle.closed().await;
+                    // Once the connection is over, a handle says so instead of losing frames.
+                    let late = handle.send_text("late").await;
+                    let report = AFTER_CLOSE.lock().unwrap().take();
+                    if let Some(report) = report {
+                        let _ = report.send(matches!(late, Err(WebsocketError::Closed)));
+                    }
+                });
             }
             _ => {}
         }
@@ -69,14 +79,6 @@ impl WebsocketConsumer for Worker {
 
     async fn event(&mut self, ctx: &mut Context, event: Event) -> switchboard::Result<()> {
         ctx.send_text(event.to_text()).await?;
-        Ok(())
-    }
-
-    async fn disconnect(&mut self, _: &mut Context, _: u16) -> switchboard::Result<()> {
-        if let Some(handle) = &self.handle {
-            // After the connection ends, a handle reports it instead of losing frames quietly.
-            assert!(handle.is_closed() || handle.send_text("late").await.is_ok());
-        }
         Ok(())
     }
 }
@@ -112,12 +114,18 @@ async fn long_work_runs_beside_the_handlers_and_reports_back() {
 #[tokio::test]
 async fn a_handle_can_close_the_connection() {
     let server = TestServer::start(app()).await;
+    let (report, reported) = tokio::sync::oneshot::channel();
+    *AFTER_CLOSE.lock().unwrap() = Some(report);
     let mut client = server.connect("/ws/?name=ada").await;
     text(&mut client, "close-via-handle").await;
     let frame = common::recv_close(&mut client).await.unwrap();
     assert_eq!(
         (u16::from(frame.code), frame.reason.as_str()),
         (4100, "closed from a task")
+    );
+    assert!(
+        within(reported).await.unwrap(),
+        "a send after the close must fail with Closed"
     );
 }
 

@@ -542,4 +542,14 @@ impl ConnectionHandle {
     pub fn is_closed(&self) -> bool {
         self.outbound.is_closed()
     }
+
+    /// Waits until the connection has ended (its `disconnect` has run or is running), e.g. to
+    /// stop work nobody will see.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.outbound.closed().await;
+    }
 }
