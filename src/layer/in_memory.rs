@@ -226,6 +226,18 @@ impl InMemoryChannelLayer {
     pub fn config(&self) -> &InMemoryConfig {
         &self.inner.config
     }
+
+    /// The part before `!` of the channel names this layer makes (`specific.<12 hex digits>`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn process_prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Whether `group` has members here.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn has_group(&self, group: &str) -> bool {
+        lock(&self.inner.groups).contains_key(group)
+    }
 }
 
 impl Default for InMemoryChannelLayer {
@@ -592,6 +604,8 @@ impl ChannelLayer for InMemoryChannelLayer {
             expired: c.expired.load(Ordering::Relaxed),
             dropped_no_receiver: c.dropped_no_receiver.load(Ordering::Relaxed),
             expired_memberships: c.expired_memberships.load(Ordering::Relaxed),
+            lost: 0,
+            unavailable: 0,
         }
     }
 }

@@ -31,6 +31,8 @@
 
 mod in_memory;
 mod queue;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -44,6 +46,8 @@ use crate::websocket::Utf8Bytes;
 
 pub use in_memory::{InMemoryChannelLayer, InMemoryConfig};
 pub(crate) use queue::ChannelQueue;
+#[cfg(feature = "redis")]
+pub use redis::{RedisChannelLayer, RedisConfig};
 
 /// Names must be shorter than this many characters (Channels' `MAX_NAME_LENGTH`).
 pub const MAX_NAME_LENGTH: usize = 100;
@@ -204,6 +208,13 @@ pub struct LayerStats {
     pub dropped_no_receiver: u64,
     /// Group memberships dropped because they outlived the group expiry.
     pub expired_memberships: u64,
+    /// Messages known to be lost between processes: gaps in another process's numbered messages
+    /// seen by this one (e.g. published while this process's subscription was down). Always 0
+    /// in the in-memory layer.
+    pub lost: u64,
+    /// Operations that failed with [`LayerError::Unavailable`] (the backend was unreachable or
+    /// slow). Always 0 in the in-memory layer.
+    pub unavailable: u64,
 }
 
 /// Whether a channel or a group is meant, in [`LayerError::InvalidName`].
@@ -272,6 +283,23 @@ pub enum LayerError {
     /// The message could not be made into an [`Event`].
     #[error(transparent)]
     Event(#[from] EventError),
+    /// A networked layer's backend could not be reached or did not answer in time; the
+    /// operation did not happen (or, for a timed-out send, may not have). The in-memory layer
+    /// never returns it.
+    #[error("channel layer backend unavailable: {0}")]
+    Unavailable(#[source] BackendError),
+}
+
+/// Why a networked layer's backend was unavailable, in [`LayerError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// No answer within the layer's command timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The backend's client failed (connection refused or dropped, protocol error).
+    #[error(transparent)]
+    Client(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Checks a group name: ASCII letters, digits, `-`, `_`, `.`, 1 to 99 characters.
@@ -466,6 +494,20 @@ impl ChannelReceiver {
             queue,
             on_drop: Some(on_drop),
         }
+    }
+
+    /// Runs `also` after the layer's own clean-up when the receiver is dropped (a networked
+    /// layer's clean-up of what it keeps outside the process).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn also_on_drop(mut self, also: OnDrop) -> Self {
+        let first = self.on_drop.take();
+        self.on_drop = Some(Box::new(move |name| {
+            if let Some(first) = first {
+                first(name);
+            }
+            also(name);
+        }));
+        self
     }
 
     /// The channel's name: give it to others so they can `send` to this channel.
