@@ -8,13 +8,15 @@ mod common;
 mod chat;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use common::redis_server::RedisServer;
 use common::{
     disconnected, notes, recv_json, send_json, within, Client, Note, Observed, TestServer,
 };
 use futures_util::SinkExt;
 use serde_json::{json, Value};
-use switchboard::layer::{ChannelLayer, InMemoryChannelLayer};
+use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer, RedisConfig};
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
 use switchboard::websocket::close_code;
 use switchboard::ServerConfig;
@@ -25,7 +27,7 @@ const ORIGIN: &str = "http://localhost:8000";
 
 async fn chat_server_with(history: chat::History) -> TestServer {
     let layer = InMemoryChannelLayer::new();
-    let app = chat::application(layer.clone(), history, &["localhost".to_owned()]);
+    let app = chat::application(Arc::new(layer.clone()), history, &["localhost".to_owned()]);
     TestServer::start_with(app, layer, ServerConfig::default()).await
 }
 
@@ -422,4 +424,77 @@ async fn memberships_are_gone_after_clean_close_and_after_dropped_tcp() {
     assert_eq!(disconnected(&mut notes).await, close_code::ABNORMAL);
     let stats = layer.stats();
     assert_eq!((stats.channels, stats.groups, stats.memberships), (1, 1, 1));
+}
+
+/// A chat server that shares its rooms through the Redis at `url`, as `--redis` makes it.
+async fn chat_server_on_redis(url: &str) -> TestServer {
+    let history = chat::History::open(std::path::Path::new(":memory:"))
+        .unwrap()
+        .share_through(url)
+        .await
+        .unwrap();
+    let layer = RedisChannelLayer::connect(RedisConfig::new(url).capacity(1000))
+        .await
+        .unwrap();
+    let app = chat::application(Arc::new(layer.clone()), history, &["localhost".to_owned()]);
+    TestServer::start_with(app, layer, ServerConfig::default()).await
+}
+
+#[tokio::test]
+async fn two_servers_share_rooms_presence_history_and_announcements_through_redis() {
+    let redis = RedisServer::start().await;
+    let one = chat_server_on_redis(&redis.url()).await;
+    let two = chat_server_on_redis(&redis.url()).await;
+    let (mut ada, _, online) = join(&one, "lobby", "ada").await;
+    assert_eq!(online, ["ada"]);
+    let (mut bob, _, online) = join(&two, "lobby", "bob").await;
+    assert_eq!(online, ["ada", "bob"], "presence spans both servers");
+    let joined = loop {
+        let joined = next_of(&mut ada, "presence.join").await;
+        if joined["meta"]["name"] == "bob" {
+            break joined;
+        }
+    };
+    // Each sees every message, whichever server it was sent to, with ids from one counter.
+    send_json(&mut ada, &json!({ "message": "from one" })).await;
+    send_json(&mut bob, &json!({ "message": "from two" })).await;
+    let mut ids = Vec::new();
+    for client in [&mut ada, &mut bob] {
+        let mut got: Vec<String> = Vec::new();
+        for _ in 0..2 {
+            let message = next_message(client).await;
+            ids.push(message["id"].as_i64().unwrap());
+            got.push(message["message"].as_str().unwrap().to_owned());
+        }
+        got.sort();
+        assert_eq!(got, ["from one", "from two"]);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "two messages, two distinct ids");
+    // An announcement posted to server two reaches ada on server one.
+    let body = r#"{"message":"maintenance at noon"}"#;
+    let response = http(
+        &two,
+        &format!(
+            "POST /rooms/lobby/announce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+    assert_eq!(next_message(&mut ada).await["user"], "announcement");
+    assert_eq!(next_message(&mut bob).await["user"], "announcement");
+    // A late joiner on server one gets the history written through both.
+    let (_cat, history, _) = join(&one, "lobby", "cat").await;
+    let texts: Vec<&str> = history
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 3);
+    assert!(texts.contains(&"from two") && texts.contains(&"maintenance at noon"));
+    // bob's connection drops: ada, on the other server, hears that he left.
+    drop(bob);
+    let left = next_of(&mut ada, "presence.leave").await;
+    assert_eq!(left["channel"], joined["channel"]);
 }

@@ -33,7 +33,9 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use switchboard::application::WebsocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebsocketConsumer};
-use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig};
+use switchboard::layer::{
+    ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig, RedisChannelLayer, RedisConfig,
+};
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
 };
@@ -68,6 +70,11 @@ struct Args {
     /// counted). A room's senders can have this many messages on their way to one reader.
     #[arg(long, default_value_t = 1000)]
     capacity: usize,
+    /// Share rooms with other chat processes through this Redis server
+    /// (`redis://127.0.0.1:6379`): the channel layer, the message ids and each room's recent
+    /// history live there. Without it, everything stays in this process.
+    #[arg(long, env = "SWITCHBOARD_REDIS")]
+    redis: Option<String>,
 }
 
 /// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
@@ -89,6 +96,10 @@ pub(crate) struct StoredMessage {
 /// the first time the room is asked for), and every message written to SQLite behind the
 /// conversation by one writer thread that commits in batches. Joining and talking never wait for
 /// the disk; a crash may lose the last messages not yet written, [`History::close`] writes them.
+///
+/// Shared by several processes ([`History::share_through`]), the ids come from one Redis counter
+/// and each room's recent messages from a Redis list, so every process sees every process's
+/// messages; SQLite still keeps each process's own messages.
 #[derive(Clone)]
 pub(crate) struct History {
     inner: Arc<HistoryInner>,
@@ -100,6 +111,14 @@ struct HistoryInner {
     next_id: AtomicI64,
     writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Option<redis::aio::ConnectionManager>,
+}
+
+/// Redis key of the message-id counter shared by every chat process.
+const REDIS_NEXT_ID: &str = "chat:next_id";
+
+fn redis_room_key(room: &str) -> String {
+    format!("chat:history:{room}")
 }
 
 /// Messages waiting for the writer before `add` waits for it.
@@ -145,6 +164,32 @@ impl History {
                 next_id: AtomicI64::new(next_id),
                 writes: Mutex::new(Some(writes)),
                 writer: Mutex::new(Some(writer)),
+                shared: None,
+            }),
+        })
+    }
+
+    /// The same history shared with every chat process using the Redis server at `url`; the id
+    /// counter starts above every id in this process's SQLite file.
+    pub(crate) async fn share_through(
+        self,
+        url: &str,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let mut redis = redis::Client::open(url)?.get_connection_manager().await?;
+        let first_free = self.inner.next_id.load(Ordering::Relaxed);
+        redis::Script::new(
+            "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then \
+             redis.call('SET', KEYS[1], ARGV[1]) end",
+        )
+        .key(REDIS_NEXT_ID)
+        .arg(first_free - 1)
+        .invoke_async::<()>(&mut redis)
+        .await?;
+        let inner = Arc::into_inner(self.inner).ok_or("history already in use")?;
+        Ok(Self {
+            inner: Arc::new(HistoryInner {
+                shared: Some(redis),
+                ..inner
             }),
         })
     }
@@ -191,6 +236,29 @@ impl History {
         user: &str,
         message: &str,
     ) -> switchboard::Result<StoredMessage> {
+        if let Some(redis) = &self.inner.shared {
+            let mut redis = redis.clone();
+            let id: i64 = redis::cmd("INCR")
+                .arg(REDIS_NEXT_ID)
+                .query_async(&mut redis)
+                .await?;
+            let stored = StoredMessage {
+                id,
+                message: message.to_owned(),
+                user: user.to_owned(),
+                time: now_ms(),
+            };
+            let key = redis_room_key(room);
+            redis::pipe()
+                .rpush(&key, serde_json::to_string(&stored)?)
+                .ignore()
+                .ltrim(&key, -(HISTORY_ON_JOIN as isize), -1)
+                .ignore()
+                .query_async::<()>(&mut redis)
+                .await?;
+            self.write_behind(room, &stored).await?;
+            return Ok(stored);
+        }
         self.load(room).await?;
         let stored = StoredMessage {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
@@ -206,12 +274,18 @@ impl History {
                 recent.pop_front();
             }
         }
+        self.write_behind(room, &stored).await?;
+        Ok(stored)
+    }
+
+    /// Queues `stored` for the SQLite writer.
+    async fn write_behind(&self, room: &str, stored: &StoredMessage) -> switchboard::Result<()> {
         let writes = self.inner.writes.lock().unwrap().clone();
         if let Some(writes) = writes {
             // Waits only when the writer is 4096 messages behind.
             writes.send((room.to_owned(), stored.clone())).await?;
         }
-        Ok(stored)
+        Ok(())
     }
 
     /// The last `limit` messages of `room`, oldest first.
@@ -220,6 +294,21 @@ impl History {
         room: &str,
         limit: usize,
     ) -> switchboard::Result<Vec<StoredMessage>> {
+        if let Some(redis) = &self.inner.shared {
+            let mut redis = redis.clone();
+            let stored: Vec<String> = redis::cmd("LRANGE")
+                .arg(redis_room_key(room))
+                .arg(-(limit as isize))
+                .arg(-1)
+                .query_async(&mut redis)
+                .await?;
+            if !stored.is_empty() {
+                return Ok(stored
+                    .iter()
+                    .filter_map(|json| serde_json::from_str(json).ok())
+                    .collect());
+            }
+        }
         self.load(room).await?;
         let rooms = self.inner.rooms.lock().unwrap();
         let recent = rooms
@@ -479,7 +568,7 @@ pub(crate) fn websocket_app(
 
 #[derive(Clone)]
 struct AppState {
-    layer: InMemoryChannelLayer,
+    layer: Arc<dyn ChannelLayer>,
     history: History,
 }
 
@@ -533,7 +622,7 @@ fn pages(state: AppState) -> axum::Router {
 /// The whole application: axum for pages and announcements, the chat consumer for
 /// `/ws/chat/{room}/`. `layer` must be the one the server gives its consumers.
 pub(crate) fn application(
-    layer: InMemoryChannelLayer,
+    layer: Arc<dyn ChannelLayer>,
     history: History,
     allowed_hosts: &[String],
 ) -> ProtocolTypeRouter {
@@ -560,7 +649,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let history = History::open(&args.db)?;
+    let mut history = History::open(&args.db)?;
+    let layer: Arc<dyn ChannelLayer> = match &args.redis {
+        Some(url) => {
+            history = history
+                .share_through(url)
+                .await
+                .map_err(|e| e as Box<dyn std::error::Error>)?;
+            let config = RedisConfig::new(url.as_str()).capacity(args.capacity.max(1));
+            Arc::new(RedisChannelLayer::connect(config).await?)
+        }
+        None => Arc::new(InMemoryChannelLayer::with_config(
+            InMemoryConfig::default().capacity(args.capacity.max(1)),
+        )),
+    };
     let mut hosts = args.allowed_hosts;
     hosts.extend([
         "localhost".to_owned(),
@@ -568,13 +670,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         "[::1]".to_owned(),
         args.addr.ip().to_string(),
     ]);
-    let layer =
-        InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(args.capacity.max(1)));
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!(
-        "chat: open http://{}/ in a browser (history in {})",
+        "chat: open http://{}/ in a browser (history in {}{})",
         listener.local_addr()?,
-        args.db.display()
+        args.db.display(),
+        match &args.redis {
+            Some(url) => format!(", rooms shared through {url}"),
+            None => String::new(),
+        }
     );
     switchboard::serve(
         listener,
