@@ -174,6 +174,49 @@ async fn a_stopped_process_leaves_the_presence_lists() {
 }
 
 #[tokio::test]
+async fn a_crashed_process_is_reaped_and_its_users_leave() {
+    let server = RedisServer::start().await;
+    let config = RedisConfig::new(server.url()).process_ttl(Duration::from_millis(600));
+    let staying = RedisChannelLayer::connect(config).await.unwrap();
+    let mut ada = staying.new_channel().await.unwrap();
+    staying
+        .presence_add("room", ada.name(), json!({"user": "ada"}))
+        .await
+        .unwrap();
+    recv(&mut ada).await; // her own join
+                          // What a process that crashed leaves behind: a listing, a note of where it is, and a last
+                          // beat long ago. Written by hand, as that process's layer would have.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    redis::pipe()
+        .hset(
+            "switchboard:pr:room",
+            "specific.crashed!1",
+            r#"{"user":"bob"}"#,
+        )
+        .sadd("switchboard:listed:specific.crashed", "room")
+        .zadd("switchboard:processes", "specific.crashed", 1)
+        .query_async::<()>(&mut raw)
+        .await
+        .unwrap();
+    // Nobody asks for the list: the staying process's heartbeat finds the dead one by itself.
+    let left: serde_json::Value = recv(&mut ada).await.decode().unwrap();
+    assert_eq!(left["type"], PRESENCE_LEAVE);
+    assert_eq!(left["channel"], "specific.crashed!1");
+    assert_eq!(left["meta"]["user"], "bob");
+    let listed = staying.presence_list("room").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let registry: Vec<String> = redis::cmd("ZRANGE")
+        .arg("switchboard:processes")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(!registry.iter().any(|p| p == "specific.crashed"));
+}
+
+#[tokio::test]
 async fn prefixes_keep_apps_apart() {
     let server = RedisServer::start().await;
     let one = RedisChannelLayer::connect(RedisConfig::new(server.url()).prefix("one"))

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -75,6 +75,10 @@ struct Args {
     /// history live there. Without it, everything stays in this process.
     #[arg(long, env = "SWITCHBOARD_REDIS")]
     redis: Option<String>,
+    /// With `--redis`: seconds after which the users of a process that stopped beating (it
+    /// crashed) are shown as gone by the others.
+    #[arg(long, default_value_t = 30.0)]
+    process_ttl: f64,
 }
 
 /// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
@@ -656,7 +660,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .share_through(url)
                 .await
                 .map_err(|e| e as Box<dyn std::error::Error>)?;
-            let config = RedisConfig::new(url.as_str()).capacity(args.capacity.max(1));
+            let config = RedisConfig::new(url.as_str())
+                .capacity(args.capacity.max(1))
+                .process_ttl(Duration::from_secs_f64(args.process_ttl.max(0.1)));
             Arc::new(RedisChannelLayer::connect(config).await?)
         }
         None => Arc::new(InMemoryChannelLayer::with_config(

@@ -154,9 +154,10 @@ impl RedisConfig {
 ///   command each.
 /// - **Named channels** (`"thumbnails"`) are Redis lists `<prefix>:c:<name>`, shared by every
 ///   process: a message is taken by exactly one receiver. Capacity and expiry are checked in Redis.
-/// - **Presence** lists are hashes `<prefix>:pr:<group>`; each process refreshes a liveness key
-///   `<prefix>:alive:<process>` and `presence_list` drops (and announces the leave of) members
-///   whose process stopped refreshing it.
+/// - **Presence** lists are hashes `<prefix>:pr:<group>`. Each process beats every
+///   [`process_ttl`](RedisConfig::process_ttl)/3 in a registry of processes, and the first process
+///   to see that another stopped beating takes that one's channels off every presence list,
+///   announcing their leave: users of a crashed process leave within about `process_ttl`.
 ///
 /// Every message a process publishes carries its name and a number counted per destination; a
 /// receiving process that sees a gap counts the missing messages in [`LayerStats::lost`] and logs
@@ -173,10 +174,10 @@ impl RedisConfig {
 ///   named channels, fail with `ChannelFull` as in memory.
 /// - A process reading a named channel takes one message at a time from Redis and holds at most
 ///   one that its readers have not yet taken.
-/// - Presence listings of a process that died without cleaning up are dropped (with a
-///   `presence.leave` to the group) by the next `presence_list` after its
-///   [`process_ttl`](RedisConfig::process_ttl). A membership that lapses by group expiry does not
-///   announce a leave.
+/// - Presence listings of a process that died without cleaning up are removed (with a
+///   `presence.leave` to the group) within about its [`process_ttl`](RedisConfig::process_ttl)
+///   plus a third of it, and `presence_list` leaves them out from `process_ttl` on. A membership
+///   that lapses by group expiry does not announce a leave.
 /// - Redis unreachable: operations that need it fail within
 ///   [`command_timeout`](RedisConfig::command_timeout) with [`LayerError::Unavailable`]
 ///   (counted in [`LayerStats::unavailable`]); consumers stay connected; the layer reconnects by
@@ -403,6 +404,11 @@ struct Scripts {
 impl Shared {
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}:{kind}:{name}", self.config.prefix)
+    }
+
+    /// `<prefix>:processes`: every process's last beat.
+    fn registry_key(&self) -> String {
+        format!("{}:processes", self.config.prefix)
     }
 
     fn unavailable(&self, error: BackendError) -> LayerError {
@@ -900,31 +906,81 @@ async fn subscriber(
     }
 }
 
-/// Refreshes this process's liveness key, so that other processes keep its presence listings.
+/// Beats for this process in the registry `<prefix>:processes` (a sorted set scored by the time
+/// of each process's last beat, in ms) and reaps processes that stopped beating: the first
+/// process to remove a dead one from the registry takes its channels off every presence list it
+/// was on, announcing each leave.
 async fn heartbeat(shared: Arc<Shared>) {
-    let key = shared.key("alive", &shared.process);
-    let ttl = millis(shared.config.process_ttl);
+    let registry = shared.registry_key();
     let mut beat = tokio::time::interval(shared.config.process_ttl / 3);
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => break,
             _ = beat.tick() => {
-                let mut connection = shared.commands.clone();
-                let mut set = redis::cmd("SET");
-                set.arg(&key).arg(1).arg("PX").arg(ttl);
-                let _ = shared.run(set.query_async::<()>(&mut connection)).await;
+                if let Err(error) = beat_once(&shared, &registry).await {
+                    tracing::debug!(target: "switchboard::layer", %error, "heartbeat failed");
+                }
             }
         }
     }
-    // Stopped cleanly: say so at once rather than after the TTL.
+    // Stopped: marked dead at once, so that the next beat of another process reaps it (a crash
+    // is reaped after `process_ttl`).
     let mut connection = shared.commands.clone();
-    let _ = shared
-        .run(
-            redis::cmd("DEL")
-                .arg(&key)
-                .query_async::<()>(&mut connection),
-        )
-        .await;
+    let mut mark = redis::cmd("ZADD");
+    mark.arg(&registry).arg(0).arg(&*shared.process);
+    let _ = shared.run(mark.query_async::<()>(&mut connection)).await;
+}
+
+async fn beat_once(shared: &Shared, registry: &str) -> Result<(), LayerError> {
+    let mut connection = shared.commands.clone();
+    let now = now_ms();
+    let mut add = redis::cmd("ZADD");
+    add.arg(registry).arg(now).arg(&*shared.process);
+    shared.run(add.query_async::<()>(&mut connection)).await?;
+    let oldest_alive = now.saturating_sub(millis(shared.config.process_ttl));
+    let mut find = redis::cmd("ZRANGEBYSCORE");
+    find.arg(registry)
+        .arg("-inf")
+        .arg(format!("({oldest_alive}"));
+    let dead: Vec<String> = shared.run(find.query_async(&mut connection)).await?;
+    for process in dead {
+        let mut claim = redis::cmd("ZREM");
+        claim.arg(registry).arg(&process);
+        let claimed: u64 = shared.run(claim.query_async(&mut connection)).await?;
+        if claimed == 1 {
+            reap(shared, &process).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes the channels of stopped process `process` off the presence lists it was on.
+async fn reap(shared: &Shared, process: &str) -> Result<(), LayerError> {
+    let mut connection = shared.commands.clone();
+    let listed_key = shared.key("listed", process);
+    let mut members = redis::cmd("SMEMBERS");
+    members.arg(&listed_key);
+    let groups: Vec<String> = shared.run(members.query_async(&mut connection)).await?;
+    let own = format!("{process}!");
+    let mut reaped = 0;
+    for group in &groups {
+        let mut fields = redis::cmd("HKEYS");
+        fields.arg(shared.key("pr", group));
+        let channels: Vec<String> = shared.run(fields.query_async(&mut connection)).await?;
+        for channel in channels.iter().filter(|c| c.starts_with(&own)) {
+            shared.presence_take(group, channel).await?;
+            reaped += 1;
+        }
+    }
+    let mut delete = redis::cmd("DEL");
+    delete.arg(&listed_key);
+    shared
+        .run(delete.query_async::<()>(&mut connection))
+        .await?;
+    if reaped > 0 {
+        tracing::info!(target: "switchboard::layer", process, listings = reaped, "a stopped process's presence listings were removed");
+    }
+    Ok(())
 }
 
 async fn unsubscriber(shared: Arc<Shared>) {
@@ -1175,6 +1231,12 @@ impl ChannelLayer for RedisChannelLayer {
                 .or_default()
                 .insert(group.into());
         }
+        if let Some((process, _)) = channel.split_once('!') {
+            // Where to look for this process's listings if it stops without taking them off.
+            let mut note = redis::cmd("SADD");
+            note.arg(shared.key("listed", process)).arg(group);
+            shared.run(note.query_async::<()>(&mut connection)).await?;
+        }
         let joined = Presence {
             channel: channel.to_owned(),
             meta,
@@ -1201,24 +1263,22 @@ impl ChannelLayer for RedisChannelLayer {
                     .query_async(&mut connection),
             )
             .await?;
-        // Which of the processes named in the list are alive.
+        // Which of the processes named in the list are alive: beaten within `process_ttl`.
         let processes: Vec<&str> = listed
             .keys()
             .filter_map(|channel| channel.split_once('!').map(|(process, _)| process))
+            .filter(|process| *process != &*shared.process)
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
         let mut dead = HashSet::new();
         if !processes.is_empty() {
-            let keys: Vec<String> = processes
-                .iter()
-                .map(|process| shared.key("alive", process))
-                .collect();
-            let alive: Vec<Option<String>> = shared
-                .run(redis::cmd("MGET").arg(&keys).query_async(&mut connection))
-                .await?;
-            for (process, alive) in processes.iter().zip(alive) {
-                if alive.is_none() && *process != &*shared.process {
+            let mut scores = redis::cmd("ZMSCORE");
+            scores.arg(shared.registry_key()).arg(&processes);
+            let beats: Vec<Option<f64>> = shared.run(scores.query_async(&mut connection)).await?;
+            let oldest_alive = now_ms().saturating_sub(millis(shared.config.process_ttl)) as f64;
+            for (process, beat) in processes.iter().zip(beats) {
+                if beat.is_none_or(|beat| beat < oldest_alive) {
                     dead.insert(process.to_string());
                 }
             }
@@ -1256,11 +1316,9 @@ impl ChannelLayer for RedisChannelLayer {
                         .query_async(&mut connection),
                 )
                 .await?;
-            // Liveness keys say which processes run: not the layer's data.
-            let keys: Vec<String> = keys
-                .into_iter()
-                .filter(|key| !key.starts_with(&shared.key("alive", "")))
-                .collect();
+            // The registry says which processes run: not the layer's data.
+            let registry = shared.registry_key();
+            let keys: Vec<String> = keys.into_iter().filter(|key| *key != registry).collect();
             if !keys.is_empty() {
                 shared
                     .run(
