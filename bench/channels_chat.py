@@ -3,7 +3,11 @@ layer, served by daphne. Same protocol as switchboard's chat example and the axu
 /ws/chat/<room>/?name=.., {"message": ".."} in, {"message", "user", "time"} out to the room.
 
 PYTHONPATH=bench daphne -b 127.0.0.1 -p 8002 channels_chat:application
+
+With REDIS_URL=redis://HOST:PORT set, the layer is channels_redis's RedisChannelLayer on that
+server instead (several daphne processes then share rooms), as benches/redis_compare.sh runs it.
 """
+import os
 import time
 from urllib.parse import parse_qs
 
@@ -16,7 +20,11 @@ settings.configure(
     INSTALLED_APPS=["channels"],
     # Capacity 1000, as switchboard's chat and the axum baseline (1024): Channels' default of 100
     # would drop messages silently under a window of 160 in flight.
-    CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}},
+    CHANNEL_LAYERS={"default": (
+        {"BACKEND": "channels_redis.core.RedisChannelLayer",
+         "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "capacity": 1000}}
+        if os.environ.get("REDIS_URL") else
+        {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}})},
 )
 django.setup()
 

@@ -79,6 +79,7 @@ async fn a_redis_restart_is_survived_and_its_losses_counted() {
     .await
     .expect("delivery resumes after Redis restarts");
     assert!(receiving.is_connected());
+    assert!(receiving.stats().reconnections >= 1);
     let lost = receiving.stats().lost;
     assert_eq!(
         lost,
@@ -96,7 +97,10 @@ async fn a_redis_restart_is_survived_and_its_losses_counted() {
 #[tokio::test]
 async fn an_idle_subscription_outlives_the_command_timeout() {
     let server = RedisServer::start().await;
-    let config = fast(&server).command_timeout(Duration::from_millis(100));
+    // Health checks every 100 ms during the silence: they must pass, not reconnect.
+    let config = fast(&server)
+        .command_timeout(Duration::from_millis(100))
+        .health_check_interval(Duration::from_millis(100));
     let receiving = RedisChannelLayer::connect(config.clone()).await.unwrap();
     let sending = RedisChannelLayer::connect(config).await.unwrap();
     let mut inbox = receiving.new_channel().await.unwrap();
@@ -107,6 +111,11 @@ async fn an_idle_subscription_outlives_the_command_timeout() {
     assert_eq!(n_of(&recv(&mut inbox).await), 1);
     assert_eq!(receiving.stats().lost, 0);
     assert_eq!(receiving.stats().unavailable, 0);
+    assert_eq!(
+        receiving.stats().reconnections,
+        0,
+        "an idle subscription is kept"
+    );
 }
 
 #[tokio::test]

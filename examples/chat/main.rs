@@ -121,6 +121,17 @@ struct HistoryInner {
 /// Redis key of the message-id counter shared by every chat process.
 const REDIS_NEXT_ID: &str = "chat:next_id";
 
+/// `add` in Redis: the next id, and the message (`ARGV[1]`, a JSON object without the id, given
+/// the id as its first field) pushed onto the room's list, trimmed to the last `ARGV[2]`.
+static ADD_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local id = redis.call('INCR', KEYS[1]) \
+         redis.call('RPUSH', KEYS[2], '{\"id\":' .. id .. ',' .. string.sub(ARGV[1], 2)) \
+         redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1) \
+         return id",
+    )
+});
+
 fn redis_room_key(room: &str) -> String {
     format!("chat:history:{room}")
 }
@@ -241,24 +252,25 @@ impl History {
         message: &str,
     ) -> switchboard::Result<StoredMessage> {
         if let Some(redis) = &self.inner.shared {
-            let mut redis = redis.clone();
-            let id: i64 = redis::cmd("INCR")
-                .arg(REDIS_NEXT_ID)
-                .query_async(&mut redis)
-                .await?;
-            let stored = StoredMessage {
-                id,
+            // One round trip: the id from the shared counter, the message onto the room's list
+            // (its JSON completed with the id in Redis), the list trimmed to the last 50.
+            let mut stored = StoredMessage {
+                id: 0,
                 message: message.to_owned(),
                 user: user.to_owned(),
                 time: now_ms(),
             };
-            let key = redis_room_key(room);
-            redis::pipe()
-                .rpush(&key, serde_json::to_string(&stored)?)
-                .ignore()
-                .ltrim(&key, -(HISTORY_ON_JOIN as isize), -1)
-                .ignore()
-                .query_async::<()>(&mut redis)
+            // `{"message":..,"user":..,"time":..}`, which the script completes with the id.
+            let mut fields = serde_json::to_value(&stored)?;
+            if let Some(fields) = fields.as_object_mut() {
+                fields.remove("id");
+            }
+            stored.id = ADD_SCRIPT
+                .key(REDIS_NEXT_ID)
+                .key(redis_room_key(room))
+                .arg(fields.to_string())
+                .arg(HISTORY_ON_JOIN)
+                .invoke_async(&mut redis.clone())
                 .await?;
             self.write_behind(room, &stored).await?;
             return Ok(stored);

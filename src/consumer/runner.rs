@@ -231,6 +231,7 @@ async fn serve<C: WebsocketConsumer>(
                 let mut next = Some(event);
                 let mut handled = 0;
                 let mut buffered = false;
+                let mut yielded = false;
                 while let Some(event) = next.take() {
                     if consumer.forwards_event(event.event_type()) {
                         // A failure leaves the phase `Closed`: the loop below ends.
@@ -249,6 +250,13 @@ async fn serve<C: WebsocketConsumer>(
                     handled += 1;
                     if handled < MAX_BURST && ctx.is_open() {
                         next = inbox.try_recv();
+                        if next.is_none() && buffered && !yielded {
+                            // Let the tasks that are ready run once before writing: events
+                            // that a broadcast is about to queue go out in the same write.
+                            yielded = true;
+                            tokio::task::yield_now().await;
+                            next = inbox.try_recv();
+                        }
                     }
                 }
                 if buffered {

@@ -606,6 +606,7 @@ impl ChannelLayer for InMemoryChannelLayer {
             expired_memberships: c.expired_memberships.load(Ordering::Relaxed),
             lost: 0,
             unavailable: 0,
+            reconnections: 0,
         }
     }
 }

@@ -209,12 +209,16 @@ pub struct LayerStats {
     /// Group memberships dropped because they outlived the group expiry.
     pub expired_memberships: u64,
     /// Messages known to be lost between processes: gaps in another process's numbered messages
-    /// seen by this one (e.g. published while this process's subscription was down). Always 0
-    /// in the in-memory layer.
+    /// seen by this one (e.g. published while this process's subscription was down). A message
+    /// overtaken by a later one from the same process counts until it arrives. Always 0 in the
+    /// in-memory layer.
     pub lost: u64,
     /// Operations that failed with [`LayerError::Unavailable`] (the backend was unreachable or
     /// slow). Always 0 in the in-memory layer.
     pub unavailable: u64,
+    /// Times a networked layer's receiving connection was lost and made again. Always 0 in the
+    /// in-memory layer.
+    pub reconnections: u64,
 }
 
 /// Whether a channel or a group is meant, in [`LayerError::InvalidName`].

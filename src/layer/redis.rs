@@ -58,7 +58,8 @@ pub struct RedisConfig {
     /// How long a process counts as alive after its last heartbeat (for presence lists); it
     /// beats three times per period. Default 30 s.
     pub process_ttl: Duration,
-    /// How often groups that lost their last local member are unsubscribed. Default 30 s.
+    /// How often groups that lost their last local member are unsubscribed, and messages found
+    /// lost are logged. Default 30 s.
     pub unsubscribe_interval: Duration,
 }
 
@@ -235,6 +236,7 @@ struct Shared {
 #[derive(Default)]
 struct Counters {
     unavailable: AtomicU64,
+    reconnections: AtomicU64,
     dropped_no_receiver: AtomicU64,
     dropped_full: AtomicU64,
     rejected_full: AtomicU64,
@@ -474,15 +476,6 @@ impl Shared {
             }
             Some(seen) => {
                 seen.count += 1;
-                if number > seen.highest + 1 {
-                    tracing::warn!(
-                        target: "switchboard::layer",
-                        channel = redis_channel,
-                        publisher,
-                        missed = number - seen.highest - 1,
-                        "messages lost in transit (Redis or the subscription was down)"
-                    );
-                }
                 seen.highest = seen.highest.max(number);
                 seen.first = seen.first.min(number);
             }
@@ -847,6 +840,10 @@ async fn subscriber(
         if let Some(ready) = ready.take() {
             let _ = ready.send(());
         } else {
+            shared
+                .counters
+                .reconnections
+                .fetch_add(1, Ordering::Relaxed);
             tracing::info!(target: "switchboard::layer", groups = groups.len(), "Redis subscription connection made again; groups subscribed again");
         }
         was_connected = true;
@@ -894,7 +891,7 @@ async fn subscriber(
                     }
                 },
                 _ = health.tick() => {
-                    let pong = tokio::time::timeout(shared.config.command_timeout, sink.ping::<String>()).await;
+                    let pong = tokio::time::timeout(shared.config.command_timeout, sink.ping::<redis::Value>()).await;
                     if !matches!(pong, Ok(Ok(_))) {
                         tracing::warn!(target: "switchboard::layer", "Redis subscription connection did not answer PING; reconnecting");
                         break;
@@ -983,13 +980,24 @@ async fn reap(shared: &Shared, process: &str) -> Result<(), LayerError> {
     Ok(())
 }
 
+/// Every `unsubscribe_interval`: unsubscribes from unused groups, and logs the messages found
+/// lost since the last time (not at each gap: a message overtaken by a later one from the same
+/// process leaves a gap that closes a moment later).
 async fn unsubscriber(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(shared.config.unsubscribe_interval);
     every.tick().await;
+    let mut reported = 0;
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
-            _ = every.tick() => shared.unsubscribe_unused().await,
+            _ = every.tick() => {
+                shared.unsubscribe_unused().await;
+                let lost = shared.lost();
+                if lost > reported {
+                    tracing::warn!(target: "switchboard::layer", lost = lost - reported, total = lost, "messages from other processes lost in transit (Redis or the subscription was down)");
+                    reported = lost;
+                }
+            }
         }
     }
 }
@@ -1349,6 +1357,7 @@ impl ChannelLayer for RedisChannelLayer {
         stats.expired_memberships += c.expired_memberships.load(Ordering::Relaxed);
         stats.lost = self.shared.lost();
         stats.unavailable = c.unavailable.load(Ordering::Relaxed);
+        stats.reconnections = c.reconnections.load(Ordering::Relaxed);
         stats
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! loadgen fanout --server 127.0.0.1:8000 --clients 1000 --senders 10 --window 16 --duration 10
+//! loadgen fanout --server 127.0.0.1:8001 --also-server 127.0.0.1:8002 --clients 1000
 //! loadgen fanout --server 127.0.0.1:8000 --clients 100 --senders 10 --rate 100 --duration 10
 //! loadgen idle   --server 127.0.0.1:8000 --clients 19000 --server-pid 1234
 //! loadgen churn  --server 127.0.0.1:8000 --concurrency 64 --duration 10
@@ -53,6 +54,10 @@ struct Target {
     /// Server address (loopback).
     #[arg(long, default_value = "127.0.0.1:8000")]
     server: SocketAddr,
+    /// More servers of the same app (e.g. chat processes sharing rooms through Redis): client n
+    /// connects to the (n mod count)-th of `--server` and these, so a room is split over them.
+    #[arg(long = "also-server")]
+    also_servers: Vec<SocketAddr>,
     /// WebSocket path; `{room}` and `{name}` are filled in.
     #[arg(long, default_value = "/ws/chat/{room}/?name={name}")]
     path: String,
@@ -169,10 +174,14 @@ async fn connect_with(
         socket.set_recv_buffer_size(bytes)?;
     }
     socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(target.server).await?;
+    let server = match n % (1 + target.also_servers.len()) {
+        0 => target.server,
+        i => target.also_servers[i - 1],
+    };
+    let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
     let path = target.path.replace("{room}", room).replace("{name}", name);
-    let mut request = format!("ws://{}{path}", target.server)
+    let mut request = format!("ws://{server}{path}")
         .into_client_request()
         .map_err(std::io::Error::other)?;
     request.headers_mut().insert(
