@@ -14,7 +14,8 @@
 //!   `disconnect`, run one at a time on `&mut self`. It talks through its
 //!   [`Context`](consumer::Context).
 //! - The [channel layer](layer) carries [`Event`](layer::Event)s between consumers, and from any
-//!   task: [`InMemoryChannelLayer`](layer::InMemoryChannelLayer) in one process.
+//!   task: [`InMemoryChannelLayer`](layer::InMemoryChannelLayer) in one process,
+//!   `RedisChannelLayer` (feature `redis`) across processes, with the same API.
 //! - [`serve`] runs it all on a tokio `TcpListener`, with graceful shutdown.
 //!
 //! ```no_run
@@ -78,6 +79,7 @@
 //! | `self.channel_name`, `self.channel_layer` | [`ctx.channel_name()`](consumer::ChannelContext::channel_name), [`ctx.channel_layer()`](consumer::ChannelContext::channel_layer) |
 //! | handler methods named after the event `type` | [`JsonWebsocketConsumer::event`](consumer::JsonWebsocketConsumer::event) with a `#[serde(tag = "type")]` enum |
 //! | `InMemoryChannelLayer` | [`layer::InMemoryChannelLayer`] |
+//! | `channels_redis.core.RedisChannelLayer` | `layer::RedisChannelLayer` (feature `redis`) |
 //! | `get_channel_layer()` | the layer you pass to [`Serve::channel_layer`] (clone it for HTTP handlers) |
 //! | `daphne app:application` | [`serve`]`(listener, app)` |
 //!
