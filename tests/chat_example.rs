@@ -348,21 +348,26 @@ async fn presence_lists_who_is_online_and_survives_dropped_connections() {
     assert_eq!(online, ["ada", "cat"]);
 }
 
+/// `POST /rooms/{room}/announce` with `{"message": message}`; the raw response.
+async fn announce(server: &TestServer, room: &str, message: &str) -> String {
+    let body = json!({ "message": message }).to_string();
+    http(
+        server,
+        &format!(
+            "POST /rooms/{room}/announce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn announcements_over_http_reach_everyone_in_the_room() {
     let server = chat_server().await;
     let (mut a, ..) = join(&server, "lobby", "a").await;
     let (mut b, ..) = join(&server, "lobby", "b").await;
     let (mut elsewhere, ..) = join(&server, "other", "c").await;
-    let body = r#"{"message":"maintenance at noon"}"#;
-    let response = http(
-        &server,
-        &format!(
-            "POST /rooms/lobby/announce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .await;
+    let response = announce(&server, "lobby", "maintenance at noon").await;
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");
     for client in [&mut a, &mut b] {
         let got = next_message(client).await;
@@ -473,15 +478,7 @@ async fn two_servers_share_rooms_presence_history_and_announcements_through_redi
     ids.dedup();
     assert_eq!(ids.len(), 2, "two messages, two distinct ids");
     // An announcement posted to server two reaches ada on server one.
-    let body = r#"{"message":"maintenance at noon"}"#;
-    let response = http(
-        &two,
-        &format!(
-            "POST /rooms/lobby/announce HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .await;
+    let response = announce(&two, "lobby", "maintenance at noon").await;
     assert!(response.starts_with("HTTP/1.1 202"), "{response}");
     assert_eq!(next_message(&mut ada).await["user"], "announcement");
     assert_eq!(next_message(&mut bob).await["user"], "announcement");
