@@ -93,6 +93,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
+mod config;
 pub mod consumer;
 mod error;
 pub mod layer;
@@ -112,7 +113,9 @@ pub use async_trait::async_trait;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+pub use config::ConfigError;
 pub use error::{Error, Result};
 pub use server::{
-    serve, Serve, ServerConfig, SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,
+    serve, shutdown_signal, Serve, ServerConfig, SlowClientPolicy, Stats, StatsHandle,
+    WithGracefulShutdown,
 };

@@ -273,6 +273,42 @@ impl IntoFuture for Serve {
     }
 }
 
+/// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
+/// systemd, Docker and Kubernetes send). Give it to
+/// [`with_graceful_shutdown`](Serve::with_graceful_shutdown): open WebSockets then close with
+/// 1001 within [`ServerConfig::shutdown_timeout`] (the grace period).
+///
+/// ```no_run
+/// # #[allow(dead_code)]
+/// # async fn run(app: switchboard::routing::ProtocolTypeRouter) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// switchboard::serve(listener, app)
+///     .with_graceful_shutdown(switchboard::shutdown_signal())
+///     .await
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// If the signal handlers cannot be installed (outside a tokio runtime with signals enabled).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    }
+}
+
 /// A server with a shutdown signal, made by [`Serve::with_graceful_shutdown`]. Await it.
 #[must_use = "a server does nothing until awaited"]
 pub struct WithGracefulShutdown<F> {

@@ -665,6 +665,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Limits and timeouts from SWITCHBOARD_* variables (see `ServerConfig::from_env`).
+    let config = switchboard::ServerConfig::from_env()?;
     let mut history = History::open(&args.db)?;
     let layer: Arc<dyn ChannelLayer> = match &args.redis {
         Some(url) => {
@@ -703,9 +705,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         application(layer.clone(), history.clone(), &hosts),
     )
     .channel_layer(layer)
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .config(config)
+    .with_graceful_shutdown(switchboard::shutdown_signal())
     .await?;
     history.close().await;
     Ok(())

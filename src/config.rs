@@ -1,0 +1,249 @@
+//! [`ServerConfig`] from environment variables, for deployments configured the twelve-factor way.
+
+use std::time::Duration;
+
+use crate::server::{ServerConfig, SlowClientPolicy};
+
+/// A variable of [`ServerConfig::from_env`] whose value could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?}: expected {expected}")]
+#[non_exhaustive]
+pub struct ConfigError {
+    /// The variable's name, e.g. `SWITCHBOARD_PING_INTERVAL`.
+    pub variable: &'static str,
+    /// Its value as found.
+    pub value: String,
+    /// What it should have been.
+    pub expected: &'static str,
+}
+
+const SECONDS: &str = "a number of seconds (e.g. 20 or 0.5)";
+const SECONDS_OR_OFF: &str = "a number of seconds, or \"off\"";
+const BYTES: &str = "a number of bytes";
+const COUNT_OR_NONE: &str = "a count, or \"none\"";
+const SLOW_CLIENT: &str = "\"drop\", or the seconds a write may wait before disconnecting";
+
+fn seconds(value: &str) -> Option<Duration> {
+    let seconds: f64 = value.trim().parse().ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+fn is_off(value: &str, word: &str) -> bool {
+    value.trim().eq_ignore_ascii_case(word)
+}
+
+impl ServerConfig {
+    /// The defaults, with what the environment sets: each variable below that is present
+    /// replaces one field. Durations are seconds (fractions allowed), sizes are bytes.
+    ///
+    /// | variable | field |
+    /// |---|---|
+    /// | `SWITCHBOARD_SHUTDOWN_TIMEOUT` | [`shutdown_timeout`](Self::shutdown_timeout): the grace period of a shutdown (SIGTERM) |
+    /// | `SWITCHBOARD_CLOSE_TIMEOUT` | [`close_timeout`](Self::close_timeout) |
+    /// | `SWITCHBOARD_HEADER_READ_TIMEOUT` | [`header_read_timeout`](Self::header_read_timeout) |
+    /// | `SWITCHBOARD_HANDSHAKE_TIMEOUT` | [`handshake_timeout`](Self::handshake_timeout) |
+    /// | `SWITCHBOARD_MAX_MESSAGE_SIZE` | [`max_message_size`](Self::max_message_size) |
+    /// | `SWITCHBOARD_MAX_FRAME_SIZE` | [`max_frame_size`](Self::max_frame_size) |
+    /// | `SWITCHBOARD_READ_BUFFER_SIZE` | [`read_buffer_size`](Self::read_buffer_size) |
+    /// | `SWITCHBOARD_SLOW_CLIENT` | [`slow_client`](Self::slow_client): `drop`, or seconds before disconnecting |
+    /// | `SWITCHBOARD_PING_INTERVAL` | [`ping_interval`](Self::ping_interval): seconds, or `off` |
+    /// | `SWITCHBOARD_PONG_TIMEOUT` | [`pong_timeout`](Self::pong_timeout) |
+    /// | `SWITCHBOARD_MAX_CONNECTIONS` | [`max_connections`](Self::max_connections): a count, or `none` |
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first variable whose value does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading the variables from `vars` (name, value) instead
+    /// of the process's environment: for tests, or a configuration file read into pairs.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::ServerConfig;
+    ///
+    /// let config = ServerConfig::from_vars([
+    ///     ("SWITCHBOARD_PING_INTERVAL", "off"),
+    ///     ("SWITCHBOARD_SHUTDOWN_TIMEOUT", "30"),
+    /// ])?;
+    /// assert_eq!(config.ping_interval, None);
+    /// assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    /// # Ok::<(), switchboard::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self, ConfigError>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let vars: Vec<(String, String)> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        Self::from_lookup(|name| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        let parse = |variable: &'static str, expected: &'static str, ok: Option<()>| {
+            ok.ok_or_else(|| ConfigError {
+                variable,
+                value: lookup(variable).unwrap_or_default(),
+                expected,
+            })
+        };
+        let durations: [(&'static str, &mut Duration); 5] = [
+            ("SWITCHBOARD_SHUTDOWN_TIMEOUT", &mut config.shutdown_timeout),
+            ("SWITCHBOARD_CLOSE_TIMEOUT", &mut config.close_timeout),
+            (
+                "SWITCHBOARD_HEADER_READ_TIMEOUT",
+                &mut config.header_read_timeout,
+            ),
+            (
+                "SWITCHBOARD_HANDSHAKE_TIMEOUT",
+                &mut config.handshake_timeout,
+            ),
+            ("SWITCHBOARD_PONG_TIMEOUT", &mut config.pong_timeout),
+        ];
+        for (variable, field) in durations {
+            if let Some(value) = lookup(variable) {
+                let found = seconds(&value);
+                parse(variable, SECONDS, found.map(|_| ()))?;
+                *field = found.unwrap_or(*field);
+            }
+        }
+        let sizes: [(&'static str, &mut usize); 3] = [
+            ("SWITCHBOARD_MAX_MESSAGE_SIZE", &mut config.max_message_size),
+            ("SWITCHBOARD_MAX_FRAME_SIZE", &mut config.max_frame_size),
+            ("SWITCHBOARD_READ_BUFFER_SIZE", &mut config.read_buffer_size),
+        ];
+        for (variable, field) in sizes {
+            if let Some(value) = lookup(variable) {
+                let found: Option<usize> = value.trim().parse().ok().filter(|&n| n > 0);
+                parse(variable, BYTES, found.map(|_| ()))?;
+                *field = found.unwrap_or(*field);
+            }
+        }
+        if let Some(value) = lookup("SWITCHBOARD_SLOW_CLIENT") {
+            config.slow_client = if is_off(&value, "drop") {
+                SlowClientPolicy::DropMessages
+            } else {
+                let after = seconds(&value);
+                parse("SWITCHBOARD_SLOW_CLIENT", SLOW_CLIENT, after.map(|_| ()))?;
+                SlowClientPolicy::Disconnect {
+                    after: after.unwrap_or_default(),
+                }
+            };
+        }
+        if let Some(value) = lookup("SWITCHBOARD_PING_INTERVAL") {
+            config.ping_interval = if is_off(&value, "off") {
+                None
+            } else {
+                let every = seconds(&value).filter(|d| !d.is_zero());
+                parse(
+                    "SWITCHBOARD_PING_INTERVAL",
+                    SECONDS_OR_OFF,
+                    every.map(|_| ()),
+                )?;
+                every
+            };
+        }
+        if let Some(value) = lookup("SWITCHBOARD_MAX_CONNECTIONS") {
+            config.max_connections = if is_off(&value, "none") {
+                None
+            } else {
+                let count: Option<usize> = value.trim().parse().ok();
+                parse(
+                    "SWITCHBOARD_MAX_CONNECTIONS",
+                    COUNT_OR_NONE,
+                    count.map(|_| ()),
+                )?;
+                count
+            };
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variable_sets_its_field() {
+        let config = ServerConfig::from_vars([
+            ("SWITCHBOARD_SHUTDOWN_TIMEOUT", "30"),
+            ("SWITCHBOARD_CLOSE_TIMEOUT", "2.5"),
+            ("SWITCHBOARD_HEADER_READ_TIMEOUT", "7"),
+            ("SWITCHBOARD_HANDSHAKE_TIMEOUT", "3"),
+            ("SWITCHBOARD_PONG_TIMEOUT", "9"),
+            ("SWITCHBOARD_MAX_MESSAGE_SIZE", "65536"),
+            ("SWITCHBOARD_MAX_FRAME_SIZE", "16384"),
+            ("SWITCHBOARD_READ_BUFFER_SIZE", "4096"),
+            ("SWITCHBOARD_SLOW_CLIENT", "drop"),
+            ("SWITCHBOARD_PING_INTERVAL", "OFF"),
+            ("SWITCHBOARD_MAX_CONNECTIONS", "10000"),
+            ("UNRELATED", "x"),
+        ])
+        .unwrap();
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(config.close_timeout, Duration::from_millis(2500));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(7));
+        assert_eq!(config.handshake_timeout, Duration::from_secs(3));
+        assert_eq!(config.pong_timeout, Duration::from_secs(9));
+        assert_eq!(config.max_message_size, 65536);
+        assert_eq!(config.max_frame_size, 16384);
+        assert_eq!(config.read_buffer_size, 4096);
+        assert_eq!(config.slow_client, SlowClientPolicy::DropMessages);
+        assert_eq!(config.ping_interval, None);
+        assert_eq!(config.max_connections, Some(10000));
+
+        let config = ServerConfig::from_vars([
+            ("SWITCHBOARD_SLOW_CLIENT", "5"),
+            ("SWITCHBOARD_PING_INTERVAL", "1"),
+            ("SWITCHBOARD_MAX_CONNECTIONS", "none"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.slow_client,
+            SlowClientPolicy::Disconnect {
+                after: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(config.ping_interval, Some(Duration::from_secs(1)));
+        assert_eq!(config.max_connections, None);
+        assert_eq!(
+            ServerConfig::from_vars(Vec::<(String, String)>::new())
+                .unwrap()
+                .shutdown_timeout,
+            ServerConfig::default().shutdown_timeout
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (variable, value) in [
+            ("SWITCHBOARD_SHUTDOWN_TIMEOUT", "soon"),
+            ("SWITCHBOARD_CLOSE_TIMEOUT", "-1"),
+            ("SWITCHBOARD_MAX_MESSAGE_SIZE", "1MB"),
+            ("SWITCHBOARD_READ_BUFFER_SIZE", "0"),
+            ("SWITCHBOARD_SLOW_CLIENT", "never"),
+            ("SWITCHBOARD_PING_INTERVAL", "0"),
+            ("SWITCHBOARD_MAX_CONNECTIONS", "lots"),
+        ] {
+            let error = ServerConfig::from_vars([(variable, value)]).unwrap_err();
+            assert_eq!((error.variable, error.value.as_str()), (variable, value));
+            assert!(error.to_string().starts_with(variable), "{error}");
+        }
+    }
+}
