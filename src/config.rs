@@ -21,6 +21,8 @@ const SECONDS: &str = "a number of seconds (e.g. 20 or 0.5)";
 const SECONDS_OR_OFF: &str = "a number of seconds, or \"off\"";
 const BYTES: &str = "a number of bytes";
 const COUNT_OR_NONE: &str = "a count, or \"none\"";
+const PROXIES: &str = "addresses or networks, comma-separated (e.g. 127.0.0.1,10.0.0.0/8)";
+const ROOT_PATH: &str = "a path starting with / (e.g. /chat)";
 const SLOW_CLIENT: &str = "\"drop\", or the seconds a write may wait before disconnecting";
 
 fn seconds(value: &str) -> Option<Duration> {
@@ -49,6 +51,8 @@ impl ServerConfig {
     /// | `SWITCHBOARD_PING_INTERVAL` | [`ping_interval`](Self::ping_interval): seconds, or `off` |
     /// | `SWITCHBOARD_PONG_TIMEOUT` | [`pong_timeout`](Self::pong_timeout) |
     /// | `SWITCHBOARD_MAX_CONNECTIONS` | [`max_connections`](Self::max_connections): a count, or `none` |
+    /// | `SWITCHBOARD_TRUSTED_PROXIES` | [`trusted_proxies`](Self::trusted_proxies): addresses or networks, comma-separated |
+    /// | `SWITCHBOARD_ROOT_PATH` | [`root_path`](Self::root_path) |
     ///
     /// # Errors
     ///
@@ -171,6 +175,28 @@ impl ServerConfig {
                 count
             };
         }
+        if let Some(value) = lookup("SWITCHBOARD_TRUSTED_PROXIES") {
+            let mut proxies = Vec::new();
+            for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let net = item.parse::<ipnet::IpNet>().ok().or_else(|| {
+                    item.parse::<std::net::IpAddr>()
+                        .ok()
+                        .map(ipnet::IpNet::from)
+                });
+                parse("SWITCHBOARD_TRUSTED_PROXIES", PROXIES, net.map(|_| ()))?;
+                proxies.extend(net);
+            }
+            config.trusted_proxies = proxies;
+        }
+        if let Some(value) = lookup("SWITCHBOARD_ROOT_PATH") {
+            let value = value.trim();
+            parse(
+                "SWITCHBOARD_ROOT_PATH",
+                ROOT_PATH,
+                (value.is_empty() || value.starts_with('/')).then_some(()),
+            )?;
+            config.root_path = value.to_owned();
+        }
         Ok(config)
     }
 }
@@ -193,6 +219,8 @@ mod tests {
             ("SWITCHBOARD_SLOW_CLIENT", "drop"),
             ("SWITCHBOARD_PING_INTERVAL", "OFF"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "10000"),
+            ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
+            ("SWITCHBOARD_ROOT_PATH", "/chat"),
             ("UNRELATED", "x"),
         ])
         .unwrap();
@@ -207,6 +235,13 @@ mod tests {
         assert_eq!(config.slow_client, SlowClientPolicy::DropMessages);
         assert_eq!(config.ping_interval, None);
         assert_eq!(config.max_connections, Some(10000));
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
+        assert_eq!(config.root_path, "/chat");
 
         let config = ServerConfig::from_vars([
             ("SWITCHBOARD_SLOW_CLIENT", "5"),
@@ -240,6 +275,8 @@ mod tests {
             ("SWITCHBOARD_SLOW_CLIENT", "never"),
             ("SWITCHBOARD_PING_INTERVAL", "0"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "lots"),
+            ("SWITCHBOARD_TRUSTED_PROXIES", "localhost"),
+            ("SWITCHBOARD_ROOT_PATH", "chat"),
         ] {
             let error = ServerConfig::from_vars([(variable, value)]).unwrap_err();
             assert_eq!((error.variable, error.value.as_str()), (variable, value));

@@ -98,6 +98,7 @@ pub mod consumer;
 mod error;
 pub mod layer;
 pub mod middleware;
+mod proxy;
 pub mod routing;
 pub mod scope;
 mod server;

@@ -72,7 +72,8 @@ pub struct Scope {
     pub query_string: String,
     /// The request headers.
     pub headers: HeaderMap,
-    /// The client's address (the TCP peer).
+    /// The client's address: the TCP peer, or the original client a trusted proxy names in
+    /// `X-Forwarded-For` / `Forwarded: for=` (port 0 when the proxy gives none).
     pub client: Option<SocketAddr>,
     /// The server's address the client connected to.
     pub server: Option<SocketAddr>,
@@ -83,6 +84,17 @@ pub struct Scope {
     pub url_route: UrlRoute,
     /// Typed values that middleware adds for the consumer (e.g. the authenticated user).
     pub extensions: Extensions,
+    /// ASGI's `scheme`: `"ws"` or `"wss"` for a WebSocket, `"http"` or `"https"` for HTTP; from
+    /// a trusted proxy's `X-Forwarded-Proto` / `Forwarded: proto=` when there is one
+    /// ([`ServerConfig::trusted_proxies`](crate::ServerConfig::trusted_proxies)).
+    pub scheme: &'static str,
+    /// The host the client asked for: the `Host` header, or a trusted proxy's
+    /// `X-Forwarded-Host` / `Forwarded: host=`.
+    pub host: Option<String>,
+    /// ASGI's `root_path`: the prefix the application is mounted under
+    /// ([`ServerConfig::root_path`](crate::ServerConfig::root_path)), without a trailing `/`;
+    /// empty when mounted at the root.
+    pub root_path: String,
     /// Where in `path` routing goes on: nested routers match `path[route_offset..]`.
     pub(crate) route_offset: usize,
 }
@@ -151,6 +163,17 @@ impl Scope {
             subprotocols,
             url_route: UrlRoute::default(),
             extensions: Extensions::new(),
+            scheme: match protocol {
+                Protocol::Websocket => "ws",
+                Protocol::Http => "http",
+            },
+            host: parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned())),
+            root_path: String::new(),
             route_offset: 0,
         })
     }
@@ -172,6 +195,11 @@ impl Scope {
     /// whole path before any router ran.
     pub fn path_remaining(&self) -> &str {
         &self.path[self.route_offset.min(self.path.len())..]
+    }
+
+    /// Makes routing start at byte `offset` of `path` (a mount prefix).
+    pub(crate) fn set_route_offset(&mut self, offset: usize) {
+        self.route_offset = offset;
     }
 
     /// The first value of header `name` as text, if it is present and visible ASCII.

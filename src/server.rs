@@ -67,6 +67,19 @@ pub struct ServerConfig {
     /// Open WebSockets at most; handshakes beyond it are answered with 503 (logged at `WARN`).
     /// `None`: only the process's open-file limit bounds them (each needs one). Default `None`.
     pub max_connections: Option<usize>,
+    /// Reverse proxies (addresses or networks, e.g. `127.0.0.1/32`, `10.0.0.0/8`) whose
+    /// `Forwarded` (RFC 7239) or `X-Forwarded-For` / `-Proto` / `-Host` headers are believed:
+    /// from them, the scope's [`client`](crate::scope::Scope::client),
+    /// [`scheme`](crate::scope::Scope::scheme) and [`host`](crate::scope::Scope::host) are the
+    /// original client's (the right-most address of the chain that is not a trusted proxy).
+    /// From anyone else those headers are ignored: a client could write anything in them.
+    /// Default: none (uvicorn's `--forwarded-allow-ips`, daphne's `--proxy-headers`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The prefix the application is mounted under behind a proxy (ASGI's `root_path`, e.g.
+    /// `/chat`): it is put in [`Scope::root_path`](crate::scope::Scope::root_path), and when a
+    /// WebSocket's path starts with it, routing matches what follows (a proxy that strips the
+    /// prefix works too). Default: empty.
+    pub root_path: String,
 }
 
 /// What happens to a WebSocket client that stops reading (a frozen tab, a dead network).
@@ -105,6 +118,8 @@ impl Default for ServerConfig {
             pong_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             max_connections: None,
+            trusted_proxies: Vec::new(),
+            root_path: String::new(),
         }
     }
 }
@@ -352,6 +367,8 @@ struct Shared {
     header_read_timeout: Duration,
     max_connections: Option<usize>,
     counters: Arc<ServerCounters>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    root_path: String,
 }
 
 /// Gives a WebSocket's place back when its task ends, however it ends.
@@ -392,6 +409,8 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         header_read_timeout: config.header_read_timeout,
         max_connections: config.max_connections,
         counters,
+        trusted_proxies: config.trusted_proxies.clone(),
+        root_path: config.root_path.clone(),
     });
     tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
 
@@ -496,14 +515,19 @@ impl Shared {
         };
         let upgrade = Upgrade::Hyper(hyper::upgrade::on(&mut request));
         let (parts, _body) = request.into_parts();
-        let scope = match Scope::from_request_parts(Protocol::Websocket, &parts, Some(peer), local)
-        {
+        let mut scope = match Scope::from_request_parts(
+            Protocol::Websocket,
+            &parts,
+            Some(peer),
+            local,
+        ) {
             Ok(scope) => scope,
             Err(error) => {
                 tracing::debug!(target: "switchboard::server", %peer, %error, "bad WebSocket request");
                 return status_response(StatusCode::BAD_REQUEST);
             }
         };
+        crate::proxy::apply(&mut scope, &self.trusted_proxies, &self.root_path);
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed);
         let place = OpenConnection(self.counters.clone());

@@ -580,6 +580,8 @@ pub(crate) fn websocket_app(
         .token_sources([TokenSource::query("name"), TokenSource::cookie("name")]),
         allowed_hosts,
     )
+    // Pages this server (or the proxy in front of it, if trusted) served may connect.
+    .allow_same_origin()
 }
 
 #[derive(Clone)]

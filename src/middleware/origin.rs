@@ -117,6 +117,7 @@ impl Origin {
 pub struct OriginValidator<A> {
     inner: A,
     allowed: Vec<Pattern>,
+    same_origin: bool,
 }
 
 impl<A> OriginValidator<A> {
@@ -132,12 +133,27 @@ impl<A> OriginValidator<A> {
                 .into_iter()
                 .map(|p| Pattern::parse(p.as_ref()))
                 .collect(),
+            same_origin: false,
         }
     }
 
-    fn allows(&self, origin: Option<&str>) -> bool {
+    /// Also allows an `Origin` equal to the server's own origin as the client addressed it:
+    /// the scope's [`scheme`](crate::scope::Scope::scheme) and
+    /// [`host`](crate::scope::Scope::host) — which behind a proxy are the proxy's
+    /// `X-Forwarded-Proto` / `-Host` only when it is one of
+    /// [`ServerConfig::trusted_proxies`](crate::ServerConfig::trusted_proxies), and the request's
+    /// own otherwise. Pages served by the app itself then need no list of hosts.
+    pub fn allow_same_origin(mut self) -> Self {
+        self.same_origin = true;
+        self
+    }
+
+    fn allows(&self, origin: Option<&str>, scope: &crate::scope::Scope) -> bool {
         match origin.and_then(Origin::parse) {
-            Some(origin) => self.allowed.iter().any(|p| p.matches(&origin)),
+            Some(origin) => {
+                self.allowed.iter().any(|p| p.matches(&origin))
+                    || (self.same_origin && same_origin(&origin, scope))
+            }
             None => self
                 .allowed
                 .iter()
@@ -146,10 +162,26 @@ impl<A> OriginValidator<A> {
     }
 }
 
+/// Whether `origin` is the scope's own `scheme://host[:port]` (`ws` counts as `http`).
+fn same_origin(origin: &Origin, scope: &crate::scope::Scope) -> bool {
+    let Some(host) = scope.host.as_deref() else {
+        return false;
+    };
+    let scheme = match scope.scheme {
+        "wss" | "https" => "https",
+        _ => "http",
+    };
+    let own = Pattern::parse(&format!("{scheme}://{host}"));
+    own.scheme.as_deref() == Some(origin.scheme.as_str())
+        && own.host.matches(&origin.host)
+        && own.port == origin.port
+        && matches!(own.host, HostPattern::Exact(_))
+}
+
 impl<A: WebsocketApplication> WebsocketApplication for OriginValidator<A> {
     fn call(&self, handshake: Handshake) -> BoxFuture<()> {
         let origin = handshake.scope().header(http::header::ORIGIN);
-        if self.allows(origin) {
+        if self.allows(origin, handshake.scope()) {
             return self.inner.call(handshake);
         }
         tracing::info!(
@@ -189,6 +221,11 @@ impl<A> AllowedHostsOriginValidator<A> {
             .collect();
         Self(OriginValidator::new(inner, hosts))
     }
+
+    /// As [`OriginValidator::allow_same_origin`].
+    pub fn allow_same_origin(self) -> Self {
+        Self(self.0.allow_same_origin())
+    }
 }
 
 impl<A: WebsocketApplication> WebsocketApplication for AllowedHostsOriginValidator<A> {
@@ -201,8 +238,23 @@ impl<A: WebsocketApplication> WebsocketApplication for AllowedHostsOriginValidat
 mod tests {
     use super::*;
 
+    fn scope(host: &str, forwarded_proto: Option<&str>) -> crate::scope::Scope {
+        let mut request = http::Request::get("/ws/").header("host", host);
+        if let Some(proto) = forwarded_proto {
+            request = request.header("x-forwarded-proto", proto);
+        }
+        let parts = request.body(()).unwrap().into_parts().0;
+        crate::scope::Scope::from_request_parts(
+            crate::scope::Protocol::Websocket,
+            &parts,
+            Some("127.0.0.1:1".parse().unwrap()),
+            None,
+        )
+        .unwrap()
+    }
+
     fn allows(patterns: &[&str], origin: Option<&str>) -> bool {
-        OriginValidator::new((), patterns).allows(origin)
+        OriginValidator::new((), patterns).allows(origin, &scope("unused.test", None))
     }
 
     #[test]
@@ -242,9 +294,32 @@ mod tests {
     #[test]
     fn allowed_hosts_keep_ipv6_literals() {
         let v = AllowedHostsOriginValidator::new((), ["[::1]", "[::2]:8000", "example.com:443"]);
-        assert!(v.0.allows(Some("http://[::1]:8000")));
-        assert!(v.0.allows(Some("https://[::2]")));
-        assert!(v.0.allows(Some("http://example.com:8080")));
-        assert!(!v.0.allows(Some("http://[::3]")));
+        let s = scope("unused.test", None);
+        assert!(v.0.allows(Some("http://[::1]:8000"), &s));
+        assert!(v.0.allows(Some("https://[::2]"), &s));
+        assert!(v.0.allows(Some("http://example.com:8080"), &s));
+        assert!(!v.0.allows(Some("http://[::3]"), &s));
+    }
+
+    #[test]
+    fn same_origin_is_the_scope_s_own_scheme_and_host() {
+        let v = OriginValidator::new((), ["other.test"]).allow_same_origin();
+        let own = scope("chat.test:8080", None);
+        assert!(v.allows(Some("http://chat.test:8080"), &own));
+        assert!(!v.allows(Some("https://chat.test:8080"), &own));
+        assert!(!v.allows(Some("http://chat.test"), &own));
+        assert!(!v.allows(Some("http://evil.test:8080"), &own));
+        assert!(
+            v.allows(Some("http://other.test"), &own),
+            "the list still counts"
+        );
+        // Behind a trusted proxy the scope says https (the proxy module sets it).
+        let mut behind = scope("chat.test", None);
+        behind.scheme = "wss";
+        assert!(v.allows(Some("https://chat.test"), &behind));
+        assert!(!v.allows(Some("http://chat.test"), &behind));
+        // A Host that is a pattern is no origin.
+        assert!(!v.allows(Some("http://a.evil.test"), &scope("*.evil.test", None)));
+        assert!(!OriginValidator::new((), ["x.test"]).allows(Some("http://chat.test:8080"), &own));
     }
 }
