@@ -24,7 +24,6 @@ use switchboard::layer::{RedisChannelLayer, RedisConfig};
 use switchboard::routing::ProtocolTypeRouter;
 use switchboard::ServerConfig;
 use tokio::net::TcpSocket;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Notes the client address of every handshake, then hands it on.
@@ -67,13 +66,18 @@ async fn chat_process(redis: &str, seen: Arc<Mutex<Vec<SocketAddr>>>) -> TestSer
 
 /// nginx running `deploy/nginx.conf` with `replace`d lines, in a directory of its own.
 struct Nginx {
-    child: Child,
+    child: std::process::Child,
     dir: std::path::PathBuf,
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        // SIGTERM, not SIGKILL: the master then stops its workers, which takes milliseconds;
+        // waiting for it here leaves no worker behind.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -92,14 +96,13 @@ async fn start_nginx(port: u16, replace: &[(&str, String)]) -> Nginx {
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     std::fs::create_dir_all(dir.join("tmp")).unwrap();
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
+    let child = std::process::Command::new("nginx")
         .arg("-p")
         .arg(&dir)
         .arg("-c")
         .arg(dir.join("nginx.conf"))
         .args(["-g", "daemon off;"])
         .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|error| {
             panic!("cannot run nginx ({error}): install the Debian package nginx (.ci/run does)")
