@@ -91,6 +91,19 @@ pub(crate) struct ConnectionEnv {
     /// How long `connect` may take to answer the handshake.
     pub(crate) handshake_timeout: Duration,
     pub(crate) shutdown: CancellationToken,
+    /// Messages in and out of every connection, for the server's stats.
+    pub(crate) traffic: Arc<Traffic>,
+}
+
+/// Counts of WebSocket traffic shared by a server's connections.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// Messages (text or binary) received from clients.
+    pub(crate) received: std::sync::atomic::AtomicU64,
+    /// Messages written to clients (counted when written out, a burst at a time).
+    pub(crate) sent: std::sync::atomic::AtomicU64,
+    /// Clients disconnected because they stopped reading (the slow-client policy).
+    pub(crate) slow_clients: std::sync::atomic::AtomicU64,
 }
 
 /// The server's side of a pending handshake.

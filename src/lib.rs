@@ -97,6 +97,8 @@ mod config;
 pub mod consumer;
 mod error;
 pub mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod middleware;
 mod proxy;
 pub mod routing;
@@ -117,6 +119,6 @@ pub struct ReadmeDoctests;
 pub use config::ConfigError;
 pub use error::{Error, Result};
 pub use server::{
-    serve, shutdown_signal, Serve, ServerConfig, SlowClientPolicy, Stats, StatsHandle,
-    WithGracefulShutdown,
+    serve, shutdown_signal, HandshakeRefusals, Serve, ServerConfig, SlowClientPolicy, Stats,
+    StatsHandle, WithGracefulShutdown,
 };

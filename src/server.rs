@@ -20,7 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::application::{BoxFuture, ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
+use crate::application::{
+    BoxFuture, ConnectionEnv, Handshake, HandshakeResponse, Traffic, Upgrade,
+};
 use crate::layer::{ChannelLayer, InMemoryChannelLayer};
 use crate::routing::{status_response, HttpBody, ProtocolTypeRouter};
 use crate::scope::{Protocol, Scope};
@@ -166,6 +168,46 @@ struct ServerCounters {
     open: AtomicUsize,
     handshakes: AtomicU64,
     refused_full: AtomicU64,
+    accepted: AtomicU64,
+    /// Refused handshakes by HTTP status: 400 (and 405, 426), 401, 403, 404, 500, 503, other.
+    refused: [AtomicU64; 7],
+    traffic: Arc<Traffic>,
+}
+
+impl ServerCounters {
+    fn refused(&self, status: StatusCode) {
+        let slot = match status.as_u16() {
+            400 | 405 | 426 => 0,
+            401 => 1,
+            403 => 2,
+            404 => 3,
+            500 => 4,
+            503 => 5,
+            _ => 6,
+        };
+        self.refused[slot].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Refused WebSocket handshakes since the server started, by the HTTP status they were answered
+/// with, which says why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeRefusals {
+    /// 400, 405, 426: not a valid WebSocket handshake (bad headers, method, version, path).
+    pub bad_request: u64,
+    /// 401: no credentials where `AuthMiddleware` requires them.
+    pub unauthorized: u64,
+    /// 403: a disallowed origin, or the consumer closed before accepting.
+    pub forbidden: u64,
+    /// 404: no route for the path.
+    pub not_found: u64,
+    /// 500: the consumer's `connect` failed or panicked, or the authenticator failed.
+    pub server_error: u64,
+    /// 503: `max_connections` reached, or `connect` took longer than the handshake timeout.
+    pub unavailable: u64,
+    /// Any other status a consumer or middleware refused with.
+    pub other: u64,
 }
 
 /// A handle on a running server's counts, for metrics; made by [`Serve::stats`]. Cheap to clone
@@ -194,6 +236,16 @@ pub struct Stats {
     pub handshakes: u64,
     /// Handshakes refused with 503 because `max_connections` was reached.
     pub refused_max_connections: u64,
+    /// Handshakes accepted (answered with 101).
+    pub accepted: u64,
+    /// Handshakes refused, by cause.
+    pub refused: HandshakeRefusals,
+    /// WebSocket messages (text or binary) received from clients.
+    pub messages_received: u64,
+    /// WebSocket messages written to clients.
+    pub messages_sent: u64,
+    /// Clients disconnected because they stopped reading ([`SlowClientPolicy::Disconnect`]).
+    pub slow_clients_disconnected: u64,
     /// The channel layer's counts: channels, groups, memberships, dropped messages.
     pub layer: crate::layer::LayerStats,
 }
@@ -206,6 +258,19 @@ impl StatsHandle {
             connections: c.open.load(Ordering::Relaxed),
             handshakes: c.handshakes.load(Ordering::Relaxed),
             refused_max_connections: c.refused_full.load(Ordering::Relaxed),
+            accepted: c.accepted.load(Ordering::Relaxed),
+            refused: HandshakeRefusals {
+                bad_request: c.refused[0].load(Ordering::Relaxed),
+                unauthorized: c.refused[1].load(Ordering::Relaxed),
+                forbidden: c.refused[2].load(Ordering::Relaxed),
+                not_found: c.refused[3].load(Ordering::Relaxed),
+                server_error: c.refused[4].load(Ordering::Relaxed),
+                unavailable: c.refused[5].load(Ordering::Relaxed),
+                other: c.refused[6].load(Ordering::Relaxed),
+            },
+            messages_received: c.traffic.received.load(Ordering::Relaxed),
+            messages_sent: c.traffic.sent.load(Ordering::Relaxed),
+            slow_clients_disconnected: c.traffic.slow_clients.load(Ordering::Relaxed),
             layer: self.layer.stats(),
         }
     }
@@ -404,6 +469,7 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
             pong_timeout: config.pong_timeout,
             handshake_timeout: config.handshake_timeout,
             shutdown: shutdown.clone(),
+            traffic: counters.traffic.clone(),
         }),
         tracker: tracker.clone(),
         header_read_timeout: config.header_read_timeout,
@@ -507,10 +573,12 @@ impl Shared {
             Ok(key) => key,
             Err(refusal) => {
                 tracing::debug!(target: "switchboard::server", %peer, reason = refusal.reason, "bad WebSocket handshake");
+                self.counters.refused(refusal.response.status());
                 return *refusal.response;
             }
         };
         let Some(app) = self.app.websocket_app() else {
+            self.counters.refused(StatusCode::NOT_FOUND);
             return status_response(StatusCode::NOT_FOUND);
         };
         let upgrade = Upgrade::Hyper(hyper::upgrade::on(&mut request));
@@ -524,6 +592,7 @@ impl Shared {
             Ok(scope) => scope,
             Err(error) => {
                 tracing::debug!(target: "switchboard::server", %peer, %error, "bad WebSocket request");
+                self.counters.refused(StatusCode::BAD_REQUEST);
                 return status_response(StatusCode::BAD_REQUEST);
             }
         };
@@ -533,6 +602,7 @@ impl Shared {
         let place = OpenConnection(self.counters.clone());
         if self.max_connections.is_some_and(|max| open >= max) {
             self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
+            self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
             tracing::warn!(target: "switchboard::server", open, "max_connections reached: WebSocket refused with 503");
             return status_response(StatusCode::SERVICE_UNAVAILABLE);
         }
@@ -547,10 +617,17 @@ impl Shared {
             Ok(HandshakeResponse::Accept {
                 subprotocol,
                 headers,
-            }) => switching_protocols(&key, subprotocol, &headers),
-            Ok(HandshakeResponse::Reject { status }) => status_response(status),
+            }) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                switching_protocols(&key, subprotocol, &headers)
+            }
+            Ok(HandshakeResponse::Reject { status }) => {
+                self.counters.refused(status);
+                status_response(status)
+            }
             Err(_) => {
                 tracing::error!(target: "switchboard::server", "the WebSocket application dropped a handshake without answering it");
+                self.counters.refused(StatusCode::INTERNAL_SERVER_ERROR);
                 status_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }

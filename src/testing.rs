@@ -237,6 +237,7 @@ impl WebsocketCommunicator {
             pong_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             shutdown: self.shutdown.clone(),
+            traffic: Arc::default(),
         });
         let handshake = Handshake::new(
             self.scope.clone(),

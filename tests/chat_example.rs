@@ -27,7 +27,12 @@ const ORIGIN: &str = "http://localhost:8000";
 
 async fn chat_server_with(history: chat::History) -> TestServer {
     let layer = InMemoryChannelLayer::new();
-    let app = chat::application(Arc::new(layer.clone()), history, &["localhost".to_owned()]);
+    let app = chat::application(
+        Arc::new(layer.clone()),
+        history,
+        &["localhost".to_owned()],
+        Arc::default(),
+    );
     TestServer::start_with(app, layer, ServerConfig::default()).await
 }
 
@@ -441,7 +446,12 @@ async fn chat_server_on_redis(url: &str) -> TestServer {
     let layer = RedisChannelLayer::connect(RedisConfig::new(url).capacity(1000))
         .await
         .unwrap();
-    let app = chat::application(Arc::new(layer.clone()), history, &["localhost".to_owned()]);
+    let app = chat::application(
+        Arc::new(layer.clone()),
+        history,
+        &["localhost".to_owned()],
+        Arc::default(),
+    );
     TestServer::start_with(app, layer, ServerConfig::default()).await
 }
 
@@ -494,4 +504,68 @@ async fn two_servers_share_rooms_presence_history_and_announcements_through_redi
     drop(bob);
     let left = next_of(&mut ada, "presence.leave").await;
     assert_eq!(left["channel"], joined["channel"]);
+}
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{cause="forbidden"}`) in a
+/// Prometheus text body.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_show_live_counts_during_a_chat() {
+    let layer = InMemoryChannelLayer::new();
+    let stats = Arc::new(std::sync::OnceLock::new());
+    let history = chat::History::open(std::path::Path::new(":memory:")).unwrap();
+    let app = chat::application(
+        Arc::new(layer.clone()),
+        history,
+        &["localhost".to_owned()],
+        stats.clone(),
+    );
+    let server = TestServer::start_with(app, layer, ServerConfig::default()).await;
+    stats.set(server.stats.clone()).unwrap();
+    let (mut ada, ..) = join(&server, "lobby", "ada").await;
+    let (_bob, ..) = join(&server, "lobby", "bob").await;
+    send_json(&mut ada, &json!({ "message": "counted" })).await;
+    next_message(&mut ada).await;
+    assert_eq!(
+        status_from(&server, "/ws/chat/lobby/", Some("http://evil.test")).await,
+        403
+    );
+
+    let response = http(
+        &server,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("content-type: application/openmetrics-text"));
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(sample(body, "switchboard_connections"), 2.0);
+    assert_eq!(sample(body, "switchboard_handshakes_accepted_total"), 2.0);
+    assert_eq!(
+        sample(
+            body,
+            r#"switchboard_handshakes_refused_total{cause="forbidden"}"#
+        ),
+        1.0
+    );
+    assert_eq!(sample(body, "switchboard_messages_received_total"), 1.0);
+    // Joins' history and presence, and the message to both: at least 2 + 2 sent.
+    assert!(sample(body, "switchboard_messages_sent_total") >= 4.0);
+    assert_eq!(sample(body, "switchboard_layer_groups"), 1.0);
+    assert_eq!(sample(body, "switchboard_layer_memberships"), 2.0);
+    assert_eq!(
+        sample(
+            body,
+            r#"switchboard_layer_dropped_total{reason="channel_full"}"#
+        ),
+        0.0
+    );
 }

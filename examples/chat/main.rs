@@ -588,6 +588,17 @@ pub(crate) fn websocket_app(
 struct AppState {
     layer: Arc<dyn ChannelLayer>,
     history: History,
+    /// The server's counts, once it runs.
+    stats: Arc<std::sync::OnceLock<switchboard::StatsHandle>>,
+}
+
+/// `GET /metrics`: the server's counts for Prometheus.
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.stats.get() {
+        Some(stats) => switchboard::metrics::response(stats).into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -634,6 +645,7 @@ fn pages(state: AppState) -> axum::Router {
             get(|| async { Html(include_str!("room.html")) }),
         )
         .route("/rooms/{room}/announce", post(announce))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -643,11 +655,13 @@ pub(crate) fn application(
     layer: Arc<dyn ChannelLayer>,
     history: History,
     allowed_hosts: &[String],
+    stats: Arc<std::sync::OnceLock<switchboard::StatsHandle>>,
 ) -> ProtocolTypeRouter {
     ProtocolTypeRouter::new()
         .http(pages(AppState {
             layer,
             history: history.clone(),
+            stats,
         }))
         .websocket(websocket_app(history, allowed_hosts))
 }
@@ -702,14 +716,17 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => String::new(),
         }
     );
-    switchboard::serve(
+    let stats = Arc::new(std::sync::OnceLock::new());
+    let server = switchboard::serve(
         listener,
-        application(layer.clone(), history.clone(), &hosts),
+        application(layer.clone(), history.clone(), &hosts, stats.clone()),
     )
     .channel_layer(layer)
-    .config(config)
-    .with_graceful_shutdown(switchboard::shutdown_signal())
-    .await?;
+    .config(config);
+    let _ = stats.set(server.stats());
+    server
+        .with_graceful_shutdown(switchboard::shutdown_signal())
+        .await?;
     history.close().await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! `Context`: what a consumer's handlers use to talk to their socket and the channel layer.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use tokio_tungstenite::tungstenite;
 use tokio::sync::mpsc;
 
 use super::ChannelContext;
-use crate::application::{PendingHandshake, Socket};
+use crate::application::{PendingHandshake, Socket, Traffic};
 use crate::layer::ChannelLayer;
 use crate::scope::Scope;
 use crate::websocket::{close_code, truncate_reason, Utf8Bytes};
@@ -109,6 +110,9 @@ pub struct Context {
     write_timeout: Option<std::time::Duration>,
     /// The code the connection ended with when the server dropped it (a slow client: 1013).
     pub(crate) dropped_with: Option<u16>,
+    traffic: Arc<Traffic>,
+    /// Messages buffered by `feed_*` and not yet counted as sent.
+    unflushed: u64,
 }
 
 /// Frames a [`ConnectionHandle`] may queue before its sender waits.
@@ -145,6 +149,7 @@ impl Context {
         layer: Arc<dyn ChannelLayer>,
         pending: PendingHandshake,
         write_timeout: Option<std::time::Duration>,
+        traffic: Arc<Traffic>,
     ) -> Self {
         Self {
             scope,
@@ -154,6 +159,8 @@ impl Context {
             outbound_receiver: None,
             write_timeout,
             dropped_with: None,
+            traffic,
+            unflushed: 0,
         }
     }
 
@@ -269,6 +276,10 @@ impl Context {
             _ => return Err(WebsocketError::Closed),
         };
         let written = bounded(self.write_timeout, socket.send(frame)).await;
+        self.unflushed += 1; // `send` writes out what was buffered too
+        if matches!(written, Some(Ok(()))) {
+            self.count_sent();
+        }
         self.settle_write(written)
     }
 
@@ -284,6 +295,7 @@ impl Context {
                 Err(transport(error))
             }
             None => {
+                self.traffic.slow_clients.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(
                     target: "switchboard::consumer",
                     channel = self.channel.channel_name(),
@@ -312,6 +324,7 @@ impl Context {
             _ => return Err(WebsocketError::Closed),
         };
         let written = bounded(self.write_timeout, socket.feed(frame)).await;
+        self.unflushed += 1;
         self.settle_write(written)
     }
 
@@ -341,7 +354,19 @@ impl Context {
             _ => return Err(WebsocketError::Closed),
         };
         let written = bounded(self.write_timeout, socket.flush()).await;
+        if matches!(written, Some(Ok(()))) {
+            self.count_sent();
+        }
         self.settle_write(written)
+    }
+
+    /// Adds what was written out since the last count to the server's messages sent.
+    fn count_sent(&mut self) {
+        if self.unflushed > 0 {
+            self.traffic
+                .sent
+                .fetch_add(std::mem::take(&mut self.unflushed), Ordering::Relaxed);
+        }
     }
 
     /// Closes the connection with `code` and `reason` (cut to 123 bytes at a character

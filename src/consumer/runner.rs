@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::StatusCode;
@@ -111,6 +112,7 @@ pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake)
         env.layer.clone(),
         pending,
         env.write_timeout,
+        env.traffic.clone(),
     );
     let connection = serve(consumer, ctx, inbox, &env);
     // Entering a span on every poll costs even when it is disabled: only instrument a live one.
@@ -186,8 +188,14 @@ async fn serve<C: WebsocketConsumer>(
             frame = socket.next() => {
                 last_seen = Instant::now();
                 let message = match frame {
-                    Some(Ok(tungstenite::Message::Text(text))) => Message::Text(Utf8Bytes::from_tungstenite(text)),
-                    Some(Ok(tungstenite::Message::Binary(bytes))) => Message::Binary(bytes),
+                    Some(Ok(tungstenite::Message::Text(text))) => {
+                        env.traffic.received.fetch_add(1, Ordering::Relaxed);
+                        Message::Text(Utf8Bytes::from_tungstenite(text))
+                    }
+                    Some(Ok(tungstenite::Message::Binary(bytes))) => {
+                        env.traffic.received.fetch_add(1, Ordering::Relaxed);
+                        Message::Binary(bytes)
+                    }
                     Some(Ok(tungstenite::Message::Close(frame))) => {
                         let code = frame.map_or(close_code::NO_STATUS, |f| f.code.into());
                         // tungstenite queued the close reply; write it out, briefly.
