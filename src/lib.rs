@@ -107,6 +107,8 @@ mod server;
 pub mod sse;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod websocket;
 pub mod worker;
 
@@ -122,3 +124,5 @@ pub use server::{
     serve, shutdown_signal, HandshakeRefusals, Serve, ServerConfig, SlowClientPolicy, Stats,
     StatsHandle, WithGracefulShutdown,
 };
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};

@@ -159,6 +159,8 @@ pub fn serve(listener: TcpListener, app: ProtocolTypeRouter) -> Serve {
         layer: Arc::new(InMemoryChannelLayer::new()),
         config: ServerConfig::default(),
         counters: Arc::new(ServerCounters::default()),
+        #[cfg(feature = "tls")]
+        tls: None,
     }
 }
 
@@ -284,6 +286,8 @@ pub struct Serve {
     layer: Arc<dyn ChannelLayer>,
     config: ServerConfig,
     counters: Arc<ServerCounters>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 impl std::fmt::Debug for Serve {
@@ -317,6 +321,14 @@ impl Serve {
     /// Replaces the server settings.
     pub fn config(mut self, config: ServerConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Serves TLS on the port (feature `tls`): `wss://` and `https://`. Each connection's TLS
+    /// handshake must end within [`ServerConfig::header_read_timeout`]; scopes say `"wss"`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -434,6 +446,8 @@ struct Shared {
     counters: Arc<ServerCounters>,
     trusted_proxies: Vec<ipnet::IpNet>,
     root_path: String,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Gives a WebSocket's place back when its task ends, however it ends.
@@ -452,6 +466,8 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         layer,
         config,
         counters,
+        #[cfg(feature = "tls")]
+        tls,
     } = serve;
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -477,6 +493,8 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         counters,
         trusted_proxies: config.trusted_proxies.clone(),
         root_path: config.root_path.clone(),
+        #[cfg(feature = "tls")]
+        tls: tls.as_ref().map(crate::tls::TlsConfig::acceptor),
     });
     tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
 
@@ -518,18 +536,45 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Share
     let local = stream.local_addr().ok();
     // Small frames must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = shared.tls.clone() {
+        let handshake = tokio::time::timeout(shared.header_read_timeout, acceptor.accept(stream));
+        match handshake.await {
+            Ok(Ok(stream)) => serve_http(stream, peer, local, true, shared).await,
+            Ok(Err(error)) => {
+                tracing::debug!(target: "switchboard::server", %error, %peer, "TLS handshake failed");
+            }
+            Err(_) => {
+                tracing::debug!(target: "switchboard::server", %peer, "TLS handshake timed out");
+            }
+        }
+        return;
+    }
+    serve_http(stream, peer, local, false, shared).await;
+}
+
+/// Serves HTTP/1.1 (and upgrades) on `io`, plain or TLS (`secure`).
+async fn serve_http<S>(
+    io: S,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    secure: bool,
+    shared: Arc<Shared>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let shutdown = shared.env.shutdown.clone();
     let header_read_timeout = shared.header_read_timeout;
     let service = hyper::service::service_fn(move |request| {
         let shared = shared.clone();
-        async move { shared.handle(request, peer, local).await }
+        async move { shared.handle(request, peer, local, secure).await }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades();
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -550,6 +595,7 @@ impl Shared {
         request: Request<Incoming>,
         peer: SocketAddr,
         local: Option<SocketAddr>,
+        secure: bool,
     ) -> Result<Response<HttpBody>, Infallible> {
         if !has_token(&request, header::UPGRADE, "websocket") {
             let mut request = request;
@@ -560,7 +606,7 @@ impl Shared {
             });
             return self.app.call_http(request).await;
         }
-        Ok(self.handle_websocket(request, peer, local).await)
+        Ok(self.handle_websocket(request, peer, local, secure).await)
     }
 
     async fn handle_websocket(
@@ -568,6 +614,7 @@ impl Shared {
         mut request: Request<Incoming>,
         peer: SocketAddr,
         local: Option<SocketAddr>,
+        secure: bool,
     ) -> Response<HttpBody> {
         let key = match check_handshake(&request) {
             Ok(key) => key,
@@ -596,6 +643,9 @@ impl Shared {
                 return status_response(StatusCode::BAD_REQUEST);
             }
         };
+        if secure {
+            scope.scheme = "wss";
+        }
         crate::proxy::apply(&mut scope, &self.trusted_proxies, &self.root_path);
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed);

@@ -79,6 +79,12 @@ struct Args {
     /// crashed) are shown as gone by the others.
     #[arg(long, default_value_t = 30.0)]
     process_ttl: f64,
+    /// Serve `https://` and `wss://` with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
@@ -708,7 +714,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     ]);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!(
-        "chat: open http://{}/ in a browser (history in {}{})",
+        "chat: open {}://{}/ in a browser (history in {}{})",
+        if args.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         listener.local_addr()?,
         args.db.display(),
         match &args.redis {
@@ -717,12 +728,15 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     );
     let stats = Arc::new(std::sync::OnceLock::new());
-    let server = switchboard::serve(
+    let mut server = switchboard::serve(
         listener,
         application(layer.clone(), history.clone(), &hosts, stats.clone()),
     )
     .channel_layer(layer)
     .config(config);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        server = server.tls(switchboard::TlsConfig::from_pem_files(cert, key)?);
+    }
     let _ = stats.set(server.stats());
     server
         .with_graceful_shutdown(switchboard::shutdown_signal())
