@@ -50,7 +50,8 @@ wait_port() {
 }
 
 redis_port=6391
-taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" >/dev/null &
 pids+=($!)
 wait_port "$redis_port"
 redis_url="redis://127.0.0.1:$redis_port"

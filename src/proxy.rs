@@ -7,6 +7,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::scope::Scope;
+use crate::server::ProxySettings;
 
 /// Whether `peer` is one of the `trusted` proxies.
 fn trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
@@ -115,7 +116,11 @@ fn forwarded(headers: &HeaderMap, peer: IpAddr, proxies: &[IpNet]) -> Option<Hop
 }
 
 /// Applies what a trusted proxy says (client, scheme, host) and the root path to `scope`.
-pub(crate) fn apply(scope: &mut Scope, proxies: &[IpNet], root_path: &str) {
+pub(crate) fn apply(scope: &mut Scope, settings: &ProxySettings) {
+    apply_with(scope, &settings.trusted, &settings.root_path);
+}
+
+fn apply_with(scope: &mut Scope, proxies: &[IpNet], root_path: &str) {
     if let Some(peer) = scope.client {
         if let Some(hop) = forwarded(&scope.headers, peer.ip(), proxies) {
             if let Some(client) = hop.client {
@@ -154,6 +159,10 @@ pub(crate) fn apply(scope: &mut Scope, proxies: &[IpNet], root_path: &str) {
 mod tests {
     use super::*;
     use crate::scope::Protocol;
+
+    fn apply(scope: &mut Scope, proxies: &[IpNet], root_path: &str) {
+        apply_with(scope, proxies, root_path);
+    }
 
     fn scope(peer: &str, headers: &[(&str, &str)]) -> Scope {
         let mut builder = http::Request::get("/ws/chat/lobby/");

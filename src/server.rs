@@ -435,6 +435,16 @@ pub(crate) struct ConnectionMeta {
     pub(crate) client: SocketAddr,
     pub(crate) server: Option<SocketAddr>,
     pub(crate) shutdown: CancellationToken,
+    /// Whether the connection is TLS.
+    pub(crate) secure: bool,
+    pub(crate) proxy: Arc<ProxySettings>,
+}
+
+/// What [`crate::proxy::apply`] needs: whom to believe, and the mount prefix.
+#[derive(Debug, Default)]
+pub(crate) struct ProxySettings {
+    pub(crate) trusted: Vec<ipnet::IpNet>,
+    pub(crate) root_path: String,
 }
 
 struct Shared {
@@ -444,8 +454,7 @@ struct Shared {
     header_read_timeout: Duration,
     max_connections: Option<usize>,
     counters: Arc<ServerCounters>,
-    trusted_proxies: Vec<ipnet::IpNet>,
-    root_path: String,
+    proxy: Arc<ProxySettings>,
     #[cfg(feature = "tls")]
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -491,8 +500,10 @@ async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
         header_read_timeout: config.header_read_timeout,
         max_connections: config.max_connections,
         counters,
-        trusted_proxies: config.trusted_proxies.clone(),
-        root_path: config.root_path.clone(),
+        proxy: Arc::new(ProxySettings {
+            trusted: config.trusted_proxies.clone(),
+            root_path: config.root_path.clone(),
+        }),
         #[cfg(feature = "tls")]
         tls: tls.as_ref().map(crate::tls::TlsConfig::acceptor),
     });
@@ -603,6 +614,8 @@ impl Shared {
                 client: peer,
                 server: local,
                 shutdown: self.env.shutdown.clone(),
+                secure,
+                proxy: self.proxy.clone(),
             });
             return self.app.call_http(request).await;
         }
@@ -646,7 +659,7 @@ impl Shared {
         if secure {
             scope.scheme = "wss";
         }
-        crate::proxy::apply(&mut scope, &self.trusted_proxies, &self.root_path);
+        crate::proxy::apply(&mut scope, &self.proxy);
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed);
         let place = OpenConnection(self.counters.clone());

@@ -320,7 +320,8 @@ fn plain(status: StatusCode) -> Response<SseBody> {
 
 /// Runs `consumer` for the request described by `parts` and returns the event-stream response
 /// (or the status it refused with). Served by [`serve`](crate::serve), the stream also ends at
-/// server shutdown, and the scope has the client's address.
+/// server shutdown, and the scope has the client's address, scheme and host (the forwarded ones
+/// from [trusted proxies](crate::ServerConfig::trusted_proxies)).
 pub async fn respond<C: SseConsumer>(
     mut consumer: C,
     parts: &http::request::Parts,
@@ -330,9 +331,15 @@ pub async fn respond<C: SseConsumer>(
     let (client, server) = meta
         .as_ref()
         .map_or((None, None), |m| (Some(m.client), m.server));
-    let Ok(scope) = Scope::from_request_parts(Protocol::Http, parts, client, server) else {
+    let Ok(mut scope) = Scope::from_request_parts(Protocol::Http, parts, client, server) else {
         return plain(StatusCode::BAD_REQUEST);
     };
+    if let Some(meta) = &meta {
+        if meta.secure {
+            scope.scheme = "https";
+        }
+        crate::proxy::apply(&mut scope, &meta.proxy);
+    }
     let layer: Arc<dyn ChannelLayer> = Arc::new(layer);
     let inbox = match layer.new_channel().await {
         Ok(inbox) => inbox,

@@ -498,7 +498,7 @@ async fn two_servers_share_rooms_presence_history_and_announcements_through_redi
         .iter()
         .map(|m| m["message"].as_str().unwrap())
         .collect();
-    assert_eq!(texts.len(), 3);
+    assert_eq!(texts.len(), 3, "{texts:?}");
     assert!(texts.contains(&"from two") && texts.contains(&"maintenance at noon"));
     // bob's connection drops: ada, on the other server, hears that he left.
     drop(bob);

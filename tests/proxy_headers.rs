@@ -9,8 +9,10 @@ use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::middleware::OriginValidator;
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::sse::{self, SseConsumer, SseContext, SseEvent};
 use switchboard::websocket::Message;
 use switchboard::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Sends what its scope says of the connection, then nothing more.
@@ -37,8 +39,38 @@ impl WebsocketConsumer for Reporter {
     }
 }
 
+/// An event stream whose one event is what its scope says of the connection.
+struct SseReporter;
+
+#[switchboard::async_trait]
+impl SseConsumer for SseReporter {
+    type Event = serde::de::IgnoredAny;
+
+    async fn connect(&mut self, ctx: &mut SseContext) -> switchboard::Result<()> {
+        let scope = ctx.scope();
+        let report = json!({
+            "client": scope.client.map(|c| c.to_string()),
+            "scheme": scope.scheme,
+            "host": scope.host,
+        });
+        ctx.send(SseEvent::data(report.to_string())).await?;
+        Ok(())
+    }
+
+    async fn event(&mut self, _: &mut SseContext, _: Self::Event) -> switchboard::Result<()> {
+        Ok(())
+    }
+}
+
 async fn server(config: ServerConfig) -> TestServer {
-    let app = ProtocolTypeRouter::new().websocket(
+    let events = axum::Router::new().route(
+        "/events",
+        axum::routing::get(|request: axum::extract::Request| async move {
+            let (parts, _) = request.into_parts();
+            sse::respond(SseReporter, &parts, InMemoryChannelLayer::new()).await
+        }),
+    );
+    let app = ProtocolTypeRouter::new().http(events).websocket(
         OriginValidator::new(
             URLRouter::new().route("/ws/", || Reporter),
             ["allowed.test"],
@@ -125,4 +157,31 @@ async fn the_root_path_is_routed_through_and_reported() {
         report(&server, "/other/ws/", &origin).await.unwrap_err(),
         404
     );
+}
+
+#[tokio::test]
+async fn event_streams_get_the_forwarded_client_too() {
+    let mut config = ServerConfig::default();
+    config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    let server = server(config).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /events HTTP/1.1\r\nHost: backend\r\nX-Forwarded-For: 203.0.113.9\r\n\
+              X-Forwarded-Proto: https\r\nX-Forwarded-Host: news.example.com\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buffer = [0u8; 1024];
+    while !seen.contains("news.example.com") {
+        let n = tokio::time::timeout(common::WAIT, stream.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("so far: {seen}"))
+            .unwrap();
+        assert!(n > 0, "stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    assert!(seen.contains(r#""client":"203.0.113.9:0""#), "{seen}");
+    assert!(seen.contains(r#""scheme":"https""#), "{seen}");
 }

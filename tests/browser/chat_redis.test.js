@@ -74,7 +74,8 @@ function kill(child) {
 before(async () => {
   const port = await freePort();
   await startUntil('redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--dir', tmp, '--dbfilename', 'none.rdb'],
     /Ready to accept connections/);
   redisUrl = `redis://127.0.0.1:${port}`;
   browser = await chromium.launch({

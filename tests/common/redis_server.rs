@@ -72,6 +72,14 @@ async fn spawn(port: u16) -> Option<Child> {
     let mut child = match Command::new("redis-server")
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        // Never load a dump.rdb from the working directory (a Redis run there by hand leaves
+        // one): a file of its own that does not exist.
+        .arg("--dir")
+        .arg(std::env::temp_dir())
+        .args([
+            "--dbfilename",
+            &format!("switchboard-test-{}-{port}.rdb", std::process::id()),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
