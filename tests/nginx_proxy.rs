@@ -129,7 +129,8 @@ fn free_port() -> u16 {
 }
 
 /// A chat client connecting from `source` (another loopback address) through nginx.
-async fn join(proxy: u16, source: &str, name: &str) -> Client {
+/// Joins `lobby` through nginx; returns the client and the history it was sent.
+async fn join(proxy: u16, source: &str, name: &str) -> (Client, Vec<String>) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
     let stream = socket
@@ -148,9 +149,16 @@ async fn join(proxy: u16, source: &str, name: &str) -> Client {
         .await
         .unwrap();
     assert_eq!(response.status(), 101);
-    // The online list ends what a join sends first.
-    while recv_json(&mut client).await["type"] != "presence" {}
-    client
+    // The history, then the online list.
+    let mut history = Vec::new();
+    loop {
+        let got = recv_json(&mut client).await;
+        match got["type"].as_str() {
+            Some("presence") => return (client, history),
+            Some("message") => history.push(got["message"].as_str().unwrap_or("").to_owned()),
+            _ => {}
+        }
+    }
 }
 
 async fn next_chat_message(client: &mut Client) -> serde_json::Value {
@@ -162,7 +170,7 @@ async fn next_chat_message(client: &mut Client) -> serde_json::Value {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_behind_nginx_chat_see_real_addresses_and_outlive_proxy_timeouts() {
     let redis = RedisServer::start().await;
     let (seen_one, seen_two) = (Arc::default(), Arc::default());
@@ -188,7 +196,7 @@ async fn two_processes_behind_nginx_chat_see_real_addresses_and_outlive_proxy_ti
     let (mut on_one, mut on_two) = (None, None);
     for n in 2..5 {
         let source = format!("127.0.0.{n}");
-        let client = join(proxy, &source, &format!("user{n}")).await;
+        let (client, _) = join(proxy, &source, &format!("user{n}")).await;
         let seen_by_one = seen_one.lock().unwrap().last().copied();
         let landed_on_one = seen_by_one == Some(format!("{source}:0").parse().unwrap());
         // Each process saw the client's own address, not nginx's.
@@ -235,4 +243,25 @@ async fn two_processes_behind_nginx_chat_see_real_addresses_and_outlive_proxy_ti
     send_json(&mut bob, &json!({ "message": "still here" })).await;
     assert_eq!(next_chat_message(&mut ada).await["message"], "still here");
     assert_eq!(next_chat_message(&mut bob).await["message"], "still here");
+
+    // Process one stops (a deploy, SIGTERM): its client is closed with 1001, reconnects through
+    // nginx, which passes it to process two, and finds in the history what was said meanwhile.
+    // (Quickly: bob reads nothing meanwhile, and nginx's 2 s timeout runs for him too.)
+    let (closed, ()) = tokio::join!(common::recv_close(&mut ada), one.shutdown());
+    assert_eq!(closed.map(|c| u16::from(c.code)), Some(1001));
+    send_json(&mut bob, &json!({ "message": "while you were away" })).await;
+    assert_eq!(
+        next_chat_message(&mut bob).await["message"],
+        "while you were away"
+    );
+    let (_ada_again, history) = join(proxy, "127.0.0.2", "ada").await;
+    assert!(
+        history.iter().any(|m| m == "while you were away"),
+        "{history:?}"
+    );
+    assert_eq!(
+        seen_two.lock().unwrap().last(),
+        Some(&"127.0.0.2:0".parse().unwrap()),
+        "the reconnection went to process two"
+    );
 }
