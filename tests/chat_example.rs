@@ -25,15 +25,22 @@ use tokio_tungstenite::tungstenite;
 
 const ORIGIN: &str = "http://localhost:8000";
 
-async fn chat_server_with(history: chat::History) -> TestServer {
-    let layer = InMemoryChannelLayer::new();
+/// The chat's whole application on `layer`, served as the example serves it (`/metrics` included).
+async fn chat_server_on(layer: impl ChannelLayer + Clone, history: chat::History) -> TestServer {
+    let stats = Arc::new(std::sync::OnceLock::new());
     let app = chat::application(
         Arc::new(layer.clone()),
         history,
         &["localhost".to_owned()],
-        Arc::default(),
+        stats.clone(),
     );
-    TestServer::start_with(app, layer, ServerConfig::default()).await
+    let server = TestServer::start_with(app, layer, ServerConfig::default()).await;
+    stats.set(server.stats.clone()).unwrap();
+    server
+}
+
+async fn chat_server_with(history: chat::History) -> TestServer {
+    chat_server_on(InMemoryChannelLayer::new(), history).await
 }
 
 async fn chat_server() -> TestServer {
@@ -446,13 +453,7 @@ async fn chat_server_on_redis(url: &str) -> TestServer {
     let layer = RedisChannelLayer::connect(RedisConfig::new(url).capacity(1000))
         .await
         .unwrap();
-    let app = chat::application(
-        Arc::new(layer.clone()),
-        history,
-        &["localhost".to_owned()],
-        Arc::default(),
-    );
-    TestServer::start_with(app, layer, ServerConfig::default()).await
+    chat_server_on(layer, history).await
 }
 
 #[tokio::test]
@@ -519,17 +520,7 @@ fn sample(body: &str, name: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_show_live_counts_during_a_chat() {
-    let layer = InMemoryChannelLayer::new();
-    let stats = Arc::new(std::sync::OnceLock::new());
-    let history = chat::History::open(std::path::Path::new(":memory:")).unwrap();
-    let app = chat::application(
-        Arc::new(layer.clone()),
-        history,
-        &["localhost".to_owned()],
-        stats.clone(),
-    );
-    let server = TestServer::start_with(app, layer, ServerConfig::default()).await;
-    stats.set(server.stats.clone()).unwrap();
+    let server = chat_server().await;
     let (mut ada, ..) = join(&server, "lobby", "ada").await;
     let (_bob, ..) = join(&server, "lobby", "bob").await;
     send_json(&mut ada, &json!({ "message": "counted" })).await;
