@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::scope::Scope;
+use crate::scope::{ClientInfo, Scope};
 use crate::server::ProxySettings;
 
 /// Whether `peer` is one of the `trusted` proxies.
@@ -118,6 +118,41 @@ fn forwarded(headers: &HeaderMap, peer: IpAddr, proxies: &[IpNet]) -> Option<Hop
 /// Applies what a trusted proxy says (client, scheme, host) and the root path to `scope`.
 pub(crate) fn apply(scope: &mut Scope, settings: &ProxySettings) {
     apply_with(scope, &settings.trusted, &settings.root_path);
+}
+
+/// The [`ClientInfo`] of an HTTP request from `peer` (over TLS if `secure`).
+pub(crate) fn client_info(
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    peer: SocketAddr,
+    secure: bool,
+    settings: &ProxySettings,
+) -> ClientInfo {
+    let mut info = ClientInfo {
+        client: peer,
+        scheme: if secure { "https" } else { "http" },
+        host: headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| uri.authority().map(|a| a.as_str().to_owned())),
+    };
+    if let Some(hop) = forwarded(headers, peer.ip(), &settings.trusted) {
+        if let Some(client) = hop.client {
+            info.client = client;
+        }
+        if let Some(proto) = hop.proto {
+            info.scheme = if matches!(proto.as_str(), "https" | "wss") {
+                "https"
+            } else {
+                "http"
+            };
+        }
+        if hop.host.is_some() {
+            info.host = hop.host;
+        }
+    }
+    info
 }
 
 fn apply_with(scope: &mut Scope, proxies: &[IpNet], root_path: &str) {

@@ -99,6 +99,21 @@ pub struct Scope {
     pub(crate) route_offset: usize,
 }
 
+/// Who sent an HTTP request and how it reached the server, as far as the server can tell: the
+/// peer, or what a [trusted proxy](crate::ServerConfig::trusted_proxies) says. The server puts
+/// one in every HTTP request's extensions (axum: `Extension<ClientInfo>`); WebSocket and SSE
+/// consumers read the same from their [`Scope`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientInfo {
+    /// The client's address (port 0 when a proxy gave none).
+    pub client: SocketAddr,
+    /// `"http"` or `"https"`.
+    pub scheme: &'static str,
+    /// The host the client asked for (`Host`, or the proxy's forwarded host).
+    pub host: Option<String>,
+}
+
 /// Why a request head could not become a [`Scope`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -75,6 +75,7 @@ pub struct ServerConfig {
     /// [`scheme`](crate::scope::Scope::scheme) and [`host`](crate::scope::Scope::host) are the
     /// original client's (the right-most address of the chain that is not a trusted proxy).
     /// From anyone else those headers are ignored: a client could write anything in them.
+    /// HTTP handlers get the same in a [`ClientInfo`](crate::scope::ClientInfo) extension.
     /// Default: none (uvicorn's `--forwarded-allow-ips`, daphne's `--proxy-headers`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The prefix the application is mounted under behind a proxy (ASGI's `root_path`, e.g.
@@ -610,6 +611,14 @@ impl Shared {
     ) -> Result<Response<HttpBody>, Infallible> {
         if !has_token(&request, header::UPGRADE, "websocket") {
             let mut request = request;
+            let info = crate::proxy::client_info(
+                request.headers(),
+                request.uri(),
+                peer,
+                secure,
+                &self.proxy,
+            );
+            request.extensions_mut().insert(info);
             request.extensions_mut().insert(ConnectionMeta {
                 client: peer,
                 server: local,

@@ -9,6 +9,7 @@ use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::middleware::OriginValidator;
 use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::scope::ClientInfo;
 use switchboard::sse::{self, SseConsumer, SseContext, SseEvent};
 use switchboard::websocket::Message;
 use switchboard::ServerConfig;
@@ -63,13 +64,26 @@ impl SseConsumer for SseReporter {
 }
 
 async fn server(config: ServerConfig) -> TestServer {
-    let events = axum::Router::new().route(
-        "/events",
-        axum::routing::get(|request: axum::extract::Request| async move {
-            let (parts, _) = request.into_parts();
-            sse::respond(SseReporter, &parts, InMemoryChannelLayer::new()).await
-        }),
-    );
+    let events = axum::Router::new()
+        .route(
+            "/events",
+            axum::routing::get(|request: axum::extract::Request| async move {
+                let (parts, _) = request.into_parts();
+                sse::respond(SseReporter, &parts, InMemoryChannelLayer::new()).await
+            }),
+        )
+        .route(
+            "/whoami",
+            axum::routing::get(
+                |axum::Extension(info): axum::Extension<ClientInfo>| async move {
+                    axum::Json(json!({
+                        "client": info.client.to_string(),
+                        "scheme": info.scheme,
+                        "host": info.host,
+                    }))
+                },
+            ),
+        );
     let app = ProtocolTypeRouter::new().http(events).websocket(
         OriginValidator::new(
             URLRouter::new().route("/ws/", || Reporter),
@@ -184,4 +198,43 @@ async fn event_streams_get_the_forwarded_client_too() {
     }
     assert!(seen.contains(r#""client":"203.0.113.9:0""#), "{seen}");
     assert!(seen.contains(r#""scheme":"https""#), "{seen}");
+}
+
+/// `GET /whoami` with `headers`; the JSON the handler answered.
+async fn whoami(server: &TestServer, headers: &str) -> serde_json::Value {
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request =
+        format!("GET /whoami HTTP/1.1\r\nHost: backend:8000\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    common::within(stream.read_to_string(&mut response))
+        .await
+        .unwrap();
+    let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("{response}"))
+}
+
+#[tokio::test]
+async fn http_handlers_get_the_client_info_too() {
+    let forwarded = "X-Forwarded-For: 203.0.113.5\r\nX-Forwarded-Proto: https\r\n\
+                     X-Forwarded-Host: app.example.com\r\n";
+    let mut config = ServerConfig::default();
+    config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    let trusting = server(config).await;
+    let got = whoami(&trusting, forwarded).await;
+    assert_eq!(
+        (&got["client"], &got["scheme"], &got["host"]),
+        (
+            &json!("203.0.113.5:0"),
+            &json!("https"),
+            &json!("app.example.com")
+        )
+    );
+    let untrusting = server(ServerConfig::default()).await;
+    let got = whoami(&untrusting, forwarded).await;
+    assert!(got["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert_eq!(
+        (&got["scheme"], &got["host"]),
+        (&json!("http"), &json!("backend:8000"))
+    );
 }
