@@ -13,11 +13,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
-
-const CHAT_BIN = process.env.CHAT_BIN || 'target/debug/examples/chat';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const WAIT = 15000;
+const { CHAT_BIN, WAIT, launchBrowser, openRoom, say, online, waitOnline } = require('./pages');
 const db = path.join(os.tmpdir(), `switchboard-browser-test-${process.pid}.sqlite3`);
 
 let server = null;
@@ -54,11 +50,7 @@ function stopChat() {
 before(async () => {
   for (const suffix of ['', '-wal', '-shm']) fs.rmSync(db + suffix, { force: true });
   address = await startChat('127.0.0.1:0');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -67,31 +59,10 @@ after(async () => {
   for (const suffix of ['', '-wal', '-shm']) fs.rmSync(db + suffix, { force: true });
 });
 
-async function openRoom(room, name) {
-  const page = await browser.newPage();
-  await page.addInitScript((n) => localStorage.setItem('switchboard.user', n), name);
-  await page.goto(`http://${address}/chat/${room}/`);
-  await page.waitForSelector('#status.open', { timeout: WAIT });
-  return page;
-}
-
-async function say(page, text) {
-  await page.fill('#message', text);
-  await page.press('#message', 'Enter');
-}
-
-const online = (page) => page.$$eval('#online li', (items) => items.map((li) => li.textContent));
-
-async function waitOnline(page, names) {
-  await page.waitForFunction(
-    (want) => JSON.stringify([...document.querySelectorAll('#online li')].map((li) => li.textContent)) === want,
-    JSON.stringify(names), { timeout: WAIT });
-}
-
 test('two pages in one room chat, and presence follows a page that closes', async () => {
-  const ada = await openRoom('lobby', 'ada');
-  const bob = await openRoom('lobby', 'bob');
-  const eve = await openRoom('elsewhere', 'eve');
+  const ada = await openRoom(browser, address, 'lobby', 'ada');
+  const bob = await openRoom(browser, address, 'lobby', 'bob');
+  const eve = await openRoom(browser, address, 'elsewhere', 'eve');
   await waitOnline(ada, ['ada', 'bob']);
 
   await say(ada, '<b>hi</b> from ada');
@@ -111,7 +82,7 @@ test('two pages in one room chat, and presence follows a page that closes', asyn
 });
 
 test('a late joiner gets the history; pages reconnect after a restart without duplicates', async () => {
-  const cat = await openRoom('lobby', 'cat');
+  const cat = await openRoom(browser, address, 'lobby', 'cat');
   await cat.waitForSelector('#log li.history:has-text("hello back")', { timeout: WAIT });
   assert.deepEqual(await online(cat), ['cat']);
 

@@ -11,11 +11,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
-
-const CHAT_BIN = process.env.CHAT_BIN || 'target/debug/examples/chat';
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const WAIT = 15000;
+const { CHAT_BIN, WAIT, launchBrowser, openRoom, say, waitOnline } = require('./pages');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-redis-browser-'));
 
 const children = new Set();
@@ -78,11 +74,7 @@ before(async () => {
       '--dir', tmp, '--dbfilename', 'none.rdb'],
     /Ready to accept connections/);
   redisUrl = `redis://127.0.0.1:${port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -91,30 +83,11 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function openRoom(address, room, name) {
-  const page = await browser.newPage();
-  await page.addInitScript((n) => localStorage.setItem('switchboard.user', n), name);
-  await page.goto(`http://${address}/chat/${room}/`);
-  await page.waitForSelector('#status.open', { timeout: WAIT });
-  return page;
-}
-
-async function say(page, text) {
-  await page.fill('#message', text);
-  await page.press('#message', 'Enter');
-}
-
-async function waitOnline(page, names) {
-  await page.waitForFunction(
-    (want) => JSON.stringify([...document.querySelectorAll('#online li')].map((li) => li.textContent)) === want,
-    JSON.stringify(names), { timeout: WAIT });
-}
-
 test('pages on two processes share a room; a restarted process catches up from the history', async () => {
   const one = await startChat('127.0.0.1:0', 'one');
   let two = await startChat('127.0.0.1:0', 'two');
-  const ada = await openRoom(one.address, 'lobby', 'ada');
-  const bob = await openRoom(two.address, 'lobby', 'bob');
+  const ada = await openRoom(browser, one.address, 'lobby', 'ada');
+  const bob = await openRoom(browser, two.address, 'lobby', 'bob');
   await waitOnline(ada, ['ada', 'bob']);
   await waitOnline(bob, ['ada', 'bob']);
 

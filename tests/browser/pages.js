@@ -1,0 +1,43 @@
+// What the browser tests share: where the chat binary and Chromium are, and how a page joins a
+// room, talks, and waits for the online list. Not a test file itself (node --test runs *.test.js).
+'use strict';
+
+const { chromium } = require('playwright-core');
+
+const CHAT_BIN = process.env.CHAT_BIN || 'target/debug/examples/chat';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const WAIT = 15000;
+
+/** Headless Debian Chromium, quiet (no background traffic, no QUIC). */
+function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/** A new page in `room` on the chat at `address`, as user `name`, once its socket is open. */
+async function openRoom(browser, address, room, name) {
+  const page = await browser.newPage();
+  await page.addInitScript((n) => localStorage.setItem('switchboard.user', n), name);
+  await page.goto(`http://${address}/chat/${room}/`);
+  await page.waitForSelector('#status.open', { timeout: WAIT });
+  return page;
+}
+
+async function say(page, text) {
+  await page.fill('#message', text);
+  await page.press('#message', 'Enter');
+}
+
+const online = (page) => page.$$eval('#online li', (items) => items.map((li) => li.textContent));
+
+/** Waits until the page's online list is exactly `names`. */
+async function waitOnline(page, names) {
+  await page.waitForFunction(
+    (want) => JSON.stringify([...document.querySelectorAll('#online li')].map((li) => li.textContent)) === want,
+    JSON.stringify(names), { timeout: WAIT });
+}
+
+module.exports = { CHAT_BIN, WAIT, launchBrowser, openRoom, say, online, waitOnline };
