@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::URLRouter;
+use switchboard::routing::UrlRouter;
 use switchboard::testing::WebsocketCommunicator;
 use switchboard::websocket::Message;
 
@@ -27,15 +27,15 @@ impl WebsocketConsumer for Echo {
 }
 
 /// A router with nesting and parameters, as an application would have.
-fn router() -> URLRouter {
-    let mut rooms = URLRouter::new();
+fn router() -> UrlRouter {
+    let mut rooms = UrlRouter::new();
     for n in 0..50 {
         rooms = rooms.route(&format!("/static{n}/"), Echo::default);
     }
     let rooms = rooms
         .route("/{room}/", Echo::default)
         .route("/{room}/files/{*path}", Echo::default);
-    URLRouter::new()
+    UrlRouter::new()
         .route("/ws/echo/", Echo::default)
         .nest("/ws/rooms", rooms)
 }

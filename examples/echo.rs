@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use switchboard::ServerConfig;
 
@@ -42,7 +42,7 @@ async fn main() -> std::io::Result<()> {
         .init();
     let args = Args::parse();
     let app = ProtocolTypeRouter::new().websocket(
-        URLRouter::new()
+        UrlRouter::new()
             .route("/", Echo::default)
             .route("/{*path}", Echo::default),
     );

@@ -18,7 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{self, WebsocketConsumer, WebsocketError};
-use crate::layer::ChannelLayer;
+use crate::layer::LayerHandle;
 use crate::scope::Scope;
 
 /// A boxed, `Send`, `'static` future, as applications return.
@@ -27,7 +27,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// Serves WebSocket connections: given a pending [`Handshake`], answers it (reject, or accept and
 /// run the connection) and returns when the connection is over.
 ///
-/// [`URLRouter`](crate::routing::URLRouter) is one; so is every consumer factory — any
+/// [`UrlRouter`](crate::routing::UrlRouter) is one; so is every consumer factory — any
 /// `Fn() -> C` where `C:` [`WebsocketConsumer`], such as `Chat::default` — which makes one
 /// consumer per connection. Middleware implements it by wrapping another application.
 pub trait WebsocketApplication: Send + Sync + 'static {
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Handshake {
 /// What the server gives every connection: the channel layer, socket settings and the shutdown
 /// signal.
 pub(crate) struct ConnectionEnv {
-    pub(crate) layer: Arc<dyn ChannelLayer>,
+    pub(crate) layer: LayerHandle,
     pub(crate) websocket: WebSocketConfig,
     pub(crate) close_timeout: Duration,
     /// With [`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy): how long a write may wait.
@@ -211,7 +211,7 @@ impl Handshake {
     }
 
     /// The channel layer the server gives its consumers.
-    pub fn channel_layer(&self) -> &Arc<dyn ChannelLayer> {
+    pub fn channel_layer(&self) -> &LayerHandle {
         &self.pending.env.layer
     }
 

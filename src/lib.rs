@@ -9,7 +9,7 @@
 //! - A [`Scope`](scope::Scope) is what is known about a connection before its first message.
 //! - An [application] serves a connection given its scope. A
 //!   [`ProtocolTypeRouter`](routing::ProtocolTypeRouter) sends HTTP to any tower service (an axum
-//!   `Router`) and WebSockets to a [`URLRouter`](routing::URLRouter), which picks a consumer by path.
+//!   `Router`) and WebSockets to a [`UrlRouter`](routing::UrlRouter), which picks a consumer by path.
 //! - A [consumer] is one value per connection with `connect`, `receive`, `event` and
 //!   `disconnect`, run one at a time on `&mut self`. It talks through its
 //!   [`Context`](consumer::Context).
@@ -21,7 +21,7 @@
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
 //! use switchboard::consumer::{Context, JsonWebsocketConsumer};
-//! use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+//! use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 //!
 //! #[derive(Default)]
 //! struct Chat { group: String }
@@ -59,7 +59,7 @@
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let app = ProtocolTypeRouter::new()
-//!         .websocket(URLRouter::new().route("/ws/chat/{room}/", Chat::default));
+//!         .websocket(UrlRouter::new().route("/ws/chat/{room}/", Chat::default));
 //!     let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //!     switchboard::serve(listener, app)
 //!         .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })
@@ -72,7 +72,7 @@
 //! | Channels | switchboard |
 //! | --- | --- |
 //! | `scope` (a dict) | [`Scope`](scope::Scope) (a struct; `extensions` for what middleware adds) |
-//! | `ProtocolTypeRouter`, `URLRouter` | [`routing::ProtocolTypeRouter`], [`routing::URLRouter`] |
+//! | `ProtocolTypeRouter`, `URLRouter` | [`routing::ProtocolTypeRouter`], [`routing::UrlRouter`] |
 //! | `AsyncWebsocketConsumer` | [`consumer::WebsocketConsumer`] |
 //! | `AsyncJsonWebsocketConsumer` | [`consumer::JsonWebsocketConsumer`] |
 //! | `self.accept()`, `self.close(code)` | [`Context::accept`](consumer::Context::accept), [`Context::close`](consumer::Context::close) |
@@ -93,6 +93,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod application;
+pub mod body;
 mod config;
 pub mod consumer;
 mod error;
@@ -121,8 +122,8 @@ pub struct ReadmeDoctests;
 pub use config::ConfigError;
 pub use error::{Error, Result};
 pub use server::{
-    serve, shutdown_signal, HandshakeRefusals, Serve, ServerConfig, SlowClientPolicy, Stats,
-    StatsHandle, WithGracefulShutdown,
+    serve, shutdown_signal, AppService, HandshakeRefusals, Serve, ServerConfig, ShutdownHandle,
+    SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,
 };
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use ipnet::IpNet;
 
 use crate::scope::{ClientInfo, Scope};
-use crate::server::ProxySettings;
+use crate::server::{Peer, ProxySettings};
 
 /// Whether `peer` is one of the `trusted` proxies.
 fn trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
@@ -120,26 +120,28 @@ pub(crate) fn apply(scope: &mut Scope, settings: &ProxySettings) {
     apply_with(scope, &settings.trusted, &settings.root_path);
 }
 
-/// The [`ClientInfo`] of an HTTP request from `peer` (over TLS if `secure`).
+/// The [`ClientInfo`] of an HTTP request from `peer`.
 pub(crate) fn client_info(
     headers: &HeaderMap,
     uri: &http::Uri,
-    peer: SocketAddr,
-    secure: bool,
+    peer: Peer,
     settings: &ProxySettings,
 ) -> ClientInfo {
     let mut info = ClientInfo {
-        client: peer,
-        scheme: if secure { "https" } else { "http" },
+        client: peer.client,
+        scheme: if peer.secure { "https" } else { "http" },
         host: headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
             .or_else(|| uri.authority().map(|a| a.as_str().to_owned())),
     };
-    if let Some(hop) = forwarded(headers, peer.ip(), &settings.trusted) {
+    let hop = peer
+        .client
+        .and_then(|client| forwarded(headers, client.ip(), &settings.trusted));
+    if let Some(hop) = hop {
         if let Some(client) = hop.client {
-            info.client = client;
+            info.client = Some(client);
         }
         if let Some(proto) = hop.proto {
             info.scheme = if matches!(proto.as_str(), "https" | "wss") {

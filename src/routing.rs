@@ -1,4 +1,4 @@
-//! Routers: [`ProtocolTypeRouter`] dispatches a connection by protocol, [`URLRouter`] by path
+//! Routers: [`ProtocolTypeRouter`] dispatches a connection by protocol, [`UrlRouter`] by path
 //! (with `matchit`), as Channels' `routing.py`.
 
 use std::convert::Infallible;
@@ -6,18 +6,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+use crate::body::{Body, BoxError};
 use crate::scope::UrlRoute;
 
-/// Errors of HTTP services, boxed.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The response body every HTTP answer is boxed into.
-pub(crate) type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 type HttpHandler =
-    dyn Fn(Request<Incoming>) -> BoxFuture<Result<Response<HttpBody>, BoxError>> + Send + Sync;
+    dyn Fn(Request<Body>) -> BoxFuture<Result<Response<Body>, BoxError>> + Send + Sync;
 
 /// The top-level application: HTTP requests go to an HTTP service, WebSocket handshakes to a
 /// [`WebsocketApplication`] (Channels' `ProtocolTypeRouter`).
@@ -25,7 +20,7 @@ type HttpHandler =
 /// A protocol with no application is answered with 404.
 ///
 /// ```
-/// use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+/// use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 /// # use switchboard::consumer::{Context, WebsocketConsumer};
 /// # use switchboard::websocket::Message;
 /// # #[derive(Default)] struct Echo;
@@ -37,10 +32,10 @@ type HttpHandler =
 /// let http = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
 /// let app = ProtocolTypeRouter::new()
 ///     .http(http)
-///     .websocket(URLRouter::new().route("/ws/echo/", Echo::default));
+///     .websocket(UrlRouter::new().route("/ws/echo/", Echo::default));
 /// # drop(app);
 /// ```
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ProtocolTypeRouter {
     http: Option<Arc<HttpHandler>>,
     websocket: Option<Arc<dyn WebsocketApplication>>,
@@ -61,11 +56,16 @@ impl ProtocolTypeRouter {
         Self::default()
     }
 
-    /// Sends plain HTTP requests to `service`: any tower service over hyper's request body, such
-    /// as an axum `Router` or `tower::service_fn`. A service error is answered with 500 and logged.
+    /// Sends plain HTTP requests to `service`: any tower service over requests with a [`Body`],
+    /// such as an axum `Router` or `tower::service_fn`. A service error is answered with 500 and
+    /// logged.
+    ///
+    /// Requests carry extensions from the server: the [`LayerHandle`](crate::layer::LayerHandle)
+    /// its consumers use, a [`StatsHandle`](crate::StatsHandle) and a
+    /// [`ClientInfo`](crate::scope::ClientInfo) (axum: `Extension<LayerHandle>`).
     pub fn http<S, B>(mut self, service: S) -> Self
     where
-        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+        S: tower_service::Service<Request<Body>, Response = Response<B>>
             + Clone
             + Send
             + Sync
@@ -75,21 +75,21 @@ impl ProtocolTypeRouter {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let handler = move |request: Request<Incoming>| -> BoxFuture<_> {
+        let handler = move |request: Request<Body>| -> BoxFuture<_> {
             let mut service = service.clone();
             Box::pin(async move {
                 std::future::poll_fn(|cx| service.poll_ready(cx))
                     .await
                     .map_err(Into::into)?;
                 let response = service.call(request).await.map_err(Into::into)?;
-                Ok(response.map(|body| body.map_err(Into::into).boxed_unsync()))
+                Ok(response.map(Body::new))
             })
         };
         self.http = Some(Arc::new(handler));
         self
     }
 
-    /// Sends WebSocket handshakes to `app`: a [`URLRouter`], middleware, or a consumer factory.
+    /// Sends WebSocket handshakes to `app`: a [`UrlRouter`], middleware, or a consumer factory.
     pub fn websocket(mut self, app: impl WebsocketApplication) -> Self {
         self.websocket = Some(Arc::new(app));
         self
@@ -97,8 +97,8 @@ impl ProtocolTypeRouter {
 
     pub(crate) async fn call_http(
         &self,
-        request: Request<Incoming>,
-    ) -> Result<Response<HttpBody>, Infallible> {
+        request: Request<Body>,
+    ) -> Result<Response<Body>, Infallible> {
         let Some(http) = &self.http else {
             return Ok(status_response(StatusCode::NOT_FOUND));
         };
@@ -116,13 +116,18 @@ impl ProtocolTypeRouter {
     }
 }
 
+/// A WebSocket application alone (a [`UrlRouter`], middleware, a consumer factory) is a
+/// `ProtocolTypeRouter` that answers plain HTTP requests with 404.
+impl<A: WebsocketApplication> From<A> for ProtocolTypeRouter {
+    fn from(app: A) -> Self {
+        Self::new().websocket(app)
+    }
+}
+
 /// A response with `status` and its reason phrase as a plain-text body.
-pub(crate) fn status_response(status: StatusCode) -> Response<HttpBody> {
+pub(crate) fn status_response(status: StatusCode) -> Response<Body> {
     let text = status.canonical_reason().unwrap_or("");
-    let body = http_body_util::Full::new(Bytes::from(format!("{text}\n")))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    let mut response = Response::new(body);
+    let mut response = Response::new(Body::from(Bytes::from(format!("{text}\n"))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -137,7 +142,7 @@ const NEST_REST: &str = "__switchboard_nested_rest";
 struct Route {
     app: Arc<dyn WebsocketApplication>,
     /// The router this route hands the rest of the path to, for a `nest`.
-    nested: Option<Arc<URLRouter>>,
+    nested: Option<Arc<UrlRouter>>,
 }
 
 /// Routes WebSocket connections by path (Channels' `URLRouter`), on `matchit`.
@@ -147,7 +152,7 @@ struct Route {
 /// answered with HTTP 404 and never upgraded.
 ///
 /// ```
-/// use switchboard::routing::URLRouter;
+/// use switchboard::routing::UrlRouter;
 /// # use switchboard::consumer::{Context, WebsocketConsumer};
 /// # use switchboard::websocket::Message;
 /// # #[derive(Default)] struct Chat;
@@ -161,24 +166,25 @@ struct Route {
 /// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 ///
-/// let api = URLRouter::new()
+/// let api = UrlRouter::new()
 ///     .route("/chat/{room}/", Chat::default)        // /ws/chat/lobby/ → room = "lobby"
 ///     .route("/files/{*path}", Files::default);      // /ws/files/a/b.txt → path = "a/b.txt"
-/// let router = URLRouter::new().nest("/ws", api);
+/// let router = UrlRouter::new().nest("/ws", api);
 /// # drop(router);
 /// ```
+#[doc(alias = "URLRouter")]
 #[derive(Default)]
-pub struct URLRouter {
+pub struct UrlRouter {
     routes: matchit::Router<Route>,
 }
 
-impl std::fmt::Debug for URLRouter {
+impl std::fmt::Debug for UrlRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("URLRouter").finish_non_exhaustive()
+        f.debug_struct("UrlRouter").finish_non_exhaustive()
     }
 }
 
-impl URLRouter {
+impl UrlRouter {
     /// A router with no routes.
     pub fn new() -> Self {
         Self::default()
@@ -247,7 +253,7 @@ impl URLRouter {
     ///
     /// As [`route`](Self::route), and if `prefix` does not start with `/`.
     #[track_caller]
-    pub fn nest(mut self, prefix: &str, router: URLRouter) -> Self {
+    pub fn nest(mut self, prefix: &str, router: UrlRouter) -> Self {
         assert!(prefix.starts_with('/'), "nest prefix must start with '/'");
         let prefix = prefix.trim_end_matches('/');
         let router = Arc::new(router);
@@ -265,7 +271,7 @@ impl URLRouter {
         &mut self,
         path: &str,
         app: Arc<dyn WebsocketApplication>,
-        nested: Option<Arc<URLRouter>>,
+        nested: Option<Arc<UrlRouter>>,
     ) {
         if let Err(error) = self.routes.insert(path, Route { app, nested }) {
             panic!("invalid route {path:?}: {error}");
@@ -273,7 +279,7 @@ impl URLRouter {
     }
 }
 
-impl WebsocketApplication for URLRouter {
+impl WebsocketApplication for UrlRouter {
     fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
         let scope = handshake.scope_mut();
         let (path, offset) = (std::mem::take(&mut scope.path), scope.route_offset);

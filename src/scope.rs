@@ -15,7 +15,7 @@ pub enum Protocol {
     Websocket,
 }
 
-/// Path parameters captured by [`URLRouter`](crate::routing::URLRouter) routes, by name
+/// Path parameters captured by [`UrlRouter`](crate::routing::UrlRouter) routes, by name
 /// (Channels' `scope["url_route"]["kwargs"]`). Nested routers add theirs after their parents'.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UrlRoute {
@@ -106,8 +106,10 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientInfo {
-    /// The client's address (port 0 when a proxy gave none).
-    pub client: SocketAddr,
+    /// The client's address (port 0 when a proxy gave none); `None` when the server carrying
+    /// the request does not say (an [`AppService`](crate::AppService) mounted in a host that
+    /// gives no `ConnectInfo`).
+    pub client: Option<SocketAddr>,
     /// `"http"` or `"https"`.
     pub scheme: &'static str,
     /// The host the client asked for (`Host`, or the proxy's forwarded host).

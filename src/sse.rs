@@ -47,7 +47,6 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -328,9 +327,7 @@ pub async fn respond<C: SseConsumer>(
     layer: impl ChannelLayer,
 ) -> Response<SseBody> {
     let meta = parts.extensions.get::<ConnectionMeta>().cloned();
-    let (client, server) = meta
-        .as_ref()
-        .map_or((None, None), |m| (Some(m.client), m.server));
+    let (client, server) = meta.as_ref().map_or((None, None), |m| (m.client, m.server));
     let Ok(mut scope) = Scope::from_request_parts(Protocol::Http, parts, client, server) else {
         return plain(StatusCode::BAD_REQUEST);
     };
@@ -340,7 +337,7 @@ pub async fn respond<C: SseConsumer>(
         }
         crate::proxy::apply(&mut scope, &meta.proxy);
     }
-    let layer: Arc<dyn ChannelLayer> = Arc::new(layer);
+    let layer = layer.into_handle();
     let inbox = match layer.new_channel().await {
         Ok(inbox) => inbox,
         Err(error) => {

@@ -55,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use crate::application::{
     ConnectionEnv, Handshake, HandshakeResponse, Upgrade, WebsocketApplication,
 };
-use crate::layer::{ChannelLayer, InMemoryChannelLayer};
+use crate::layer::{ChannelLayer, LayerHandle};
 use crate::scope::{Protocol, Scope};
 
 /// Bytes the in-memory pipe buffers in each direction before a writer waits.
@@ -141,7 +141,7 @@ pub enum CommunicatorError {
 pub struct WebsocketCommunicator {
     app: Arc<dyn WebsocketApplication>,
     scope: Scope,
-    layer: Arc<dyn ChannelLayer>,
+    layer: LayerHandle,
     shutdown: CancellationToken,
     client: Option<WebSocketStream<DuplexStream>>,
     /// What `receive_nothing` saw arrive, for the next `receive`.
@@ -162,7 +162,7 @@ impl std::fmt::Debug for WebsocketCommunicator {
 
 impl WebsocketCommunicator {
     /// A communicator for `app` at `path` (which may carry a `?query`), with a fresh
-    /// [`InMemoryChannelLayer`] and client address 127.0.0.1:50000.
+    /// [`InMemoryChannelLayer`](crate::layer::InMemoryChannelLayer) and client address 127.0.0.1:50000.
     ///
     /// # Panics
     ///
@@ -184,7 +184,7 @@ impl WebsocketCommunicator {
         Self {
             app: Arc::new(app),
             scope,
-            layer: Arc::new(InMemoryChannelLayer::new()),
+            layer: LayerHandle::in_memory(),
             shutdown: CancellationToken::new(),
             client: None,
             peeked: None,
@@ -194,7 +194,7 @@ impl WebsocketCommunicator {
 
     /// Uses `layer` (share one among communicators to test broadcasts).
     pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
-        self.layer = Arc::new(layer);
+        self.layer = layer.into_handle();
         self
     }
 

@@ -44,8 +44,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
@@ -53,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::application::BoxFuture;
 use crate::consumer::{guarded, ChannelContext, Failure};
-use crate::layer::{validate_channel_name, ChannelLayer};
+use crate::layer::{validate_channel_name, ChannelLayer, LayerHandle};
 
 /// A consumer of one named channel's events: one instance per channel, one event at a time
 /// (Channels' consumers under a `ChannelNameRouter`).
@@ -73,7 +71,7 @@ pub trait ChannelConsumer: Send + 'static {
     async fn event(&mut self, ctx: &ChannelContext, event: Self::Event) -> crate::Result<()>;
 }
 
-type Start = Box<dyn FnOnce(Arc<dyn ChannelLayer>, CancellationToken) -> BoxFuture<()> + Send>;
+type Start = Box<dyn FnOnce(LayerHandle, CancellationToken) -> BoxFuture<()> + Send>;
 
 /// Binds [`ChannelConsumer`]s to fixed channel names; [`spawn`](Self::spawn) runs them.
 #[derive(Default)]
@@ -128,7 +126,7 @@ impl ChannelNameRouter {
     ///
     /// Outside a tokio runtime.
     pub fn spawn(self, layer: impl ChannelLayer) -> Workers {
-        let layer: Arc<dyn ChannelLayer> = Arc::new(layer);
+        let layer = layer.into_handle();
         let stop = CancellationToken::new();
         let tasks = self
             .routes
@@ -167,7 +165,7 @@ impl Drop for Workers {
 async fn run_worker<C: ChannelConsumer>(
     mut consumer: C,
     channel: String,
-    layer: Arc<dyn ChannelLayer>,
+    layer: LayerHandle,
     stop: CancellationToken,
 ) {
     let ctx = ChannelContext::new(channel.as_str().into(), layer.clone());

@@ -17,10 +17,9 @@ use common::{
 use futures_util::SinkExt;
 use serde_json::{json, Value};
 use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer, RedisConfig};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::close_code;
 use switchboard::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite;
 
 const ORIGIN: &str = "http://localhost:8000";
@@ -258,11 +257,7 @@ async fn unknown_paths_bad_rooms_and_other_origins_are_refused() {
 }
 
 async fn http(server: &TestServer, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    within(stream.read_to_string(&mut response)).await.unwrap();
-    response
+    common::http_raw(server.addr, request).await
 }
 
 #[tokio::test]
@@ -407,7 +402,7 @@ fn observed_chat() -> (ProtocolTypeRouter, tokio::sync::mpsc::Receiver<Note>) {
     let (tx, rx) = notes();
     let history = chat::History::open(std::path::Path::new(":memory:")).unwrap();
     let app = ProtocolTypeRouter::new().websocket(
-        URLRouter::new().route("/ws/chat/{room}/", move || {
+        UrlRouter::new().route("/ws/chat/{room}/", move || {
             Observed::new(chat::ChatConsumer::new(history.clone()), tx.clone())
         }),
     );

@@ -7,7 +7,7 @@ use common::{recv_json, recv_text, text, within, TestServer};
 use serde_json::{json, Value};
 use switchboard::consumer::{Context, WebsocketConsumer, WebsocketError};
 use switchboard::layer::{BlockingChannelLayer, Event};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use tokio::sync::Semaphore;
 
@@ -84,7 +84,7 @@ impl WebsocketConsumer for Worker {
 }
 
 fn app() -> ProtocolTypeRouter {
-    ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/", Worker::default))
+    ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/", Worker::default))
 }
 
 /// Skips presence events.

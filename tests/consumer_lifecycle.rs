@@ -10,7 +10,7 @@ use common::{
 };
 use switchboard::consumer::{AcceptOptions, Context, WebsocketConsumer, WebsocketError};
 use switchboard::layer::{ChannelLayer, Event};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, protocol::CloseFrame};
@@ -106,7 +106,7 @@ impl WebsocketConsumer for Scripted {
 fn app() -> (ProtocolTypeRouter, mpsc::Receiver<Note>) {
     let (tx, rx) = notes();
     let app = ProtocolTypeRouter::new()
-        .websocket(URLRouter::new().route("/ws/", move || Observed::new(Scripted, tx.clone())));
+        .websocket(UrlRouter::new().route("/ws/", move || Observed::new(Scripted, tx.clone())));
     (app, rx)
 }
 
@@ -363,7 +363,7 @@ async fn graceful_shutdown_closes_with_1001_and_runs_disconnect() {
 #[tokio::test]
 async fn a_factory_that_panics_fails_only_its_handshake() {
     let app = ProtocolTypeRouter::new().websocket(
-        URLRouter::new()
+        UrlRouter::new()
             .route("/boom/", || -> Scripted { panic!("factory failed") })
             .route("/ws/", || Scripted),
     );

@@ -5,7 +5,7 @@ mod common;
 
 use common::{recv_text, text, within, TestServer};
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,7 +26,7 @@ impl WebsocketConsumer for Echo {
 
 async fn server() -> TestServer {
     TestServer::start(
-        ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/", Echo::default)),
+        ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/", Echo::default)),
     )
     .await
 }

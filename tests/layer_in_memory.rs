@@ -127,7 +127,7 @@ async fn bad_names_are_typed_errors() {
     );
     assert_eq!(
         check(
-            layer.group_send(&"g".repeat(100), event(0)).await,
+            layer.group_send(&"g".repeat(100), event(0)).await.map(drop),
             NameKind::Group
         ),
         InvalidNameReason::TooLong { length: 100 }
@@ -266,7 +266,7 @@ fn public_types_are_send_and_sync() {
     send::<switchboard::layer::ChannelReceiver>();
     send::<switchboard::consumer::Context>();
     send_sync::<switchboard::routing::ProtocolTypeRouter>();
-    send_sync::<switchboard::routing::URLRouter>();
+    send_sync::<switchboard::routing::UrlRouter>();
     send::<switchboard::Error>();
 }
 

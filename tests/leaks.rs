@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::{text, within, TestServer};
 use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::Event;
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use tokio::sync::Semaphore;
 
@@ -54,7 +54,7 @@ async fn churn_leaves_nothing_behind() {
     let gone = Arc::new(Semaphore::new(0));
     let counter = gone.clone();
     let app =
-        ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/{room}/", move || {
+        ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/{room}/", move || {
             Member {
                 gone: counter.clone(),
                 room: String::new(),

@@ -12,7 +12,7 @@ use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, CookieMiddleware, Cookies,
     OriginValidator, TokenSource,
 };
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
@@ -54,7 +54,7 @@ fn stack(allow_anonymous: bool) -> (ProtocolTypeRouter, Arc<Counters>) {
         lookups: AtomicUsize::new(0),
     });
     let (c1, c2) = (counters.clone(), counters.clone());
-    let router = URLRouter::new().route("/ws/", move || {
+    let router = UrlRouter::new().route("/ws/", move || {
         c1.consumers.fetch_add(1, Ordering::SeqCst);
         WhoAmI
     });
@@ -206,7 +206,7 @@ async fn anonymous_refused_with_401_when_configured_and_lookup_failures_with_500
 #[tokio::test]
 async fn allowed_hosts_validator_takes_hosts() {
     let app = AllowedHostsOriginValidator::new(
-        URLRouter::new().route("/ws/", || WhoAmI),
+        UrlRouter::new().route("/ws/", || WhoAmI),
         ["localhost", ".example.org"],
     );
     let server = TestServer::start(ProtocolTypeRouter::new().websocket(app)).await;

@@ -8,7 +8,7 @@ use serde_json::json;
 use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::middleware::OriginValidator;
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::scope::ClientInfo;
 use switchboard::sse::{self, SseConsumer, SseContext, SseEvent};
 use switchboard::websocket::Message;
@@ -77,7 +77,7 @@ async fn server(config: ServerConfig) -> TestServer {
             axum::routing::get(
                 |axum::Extension(info): axum::Extension<ClientInfo>| async move {
                     axum::Json(json!({
-                        "client": info.client.to_string(),
+                        "client": info.client.map(|c| c.to_string()),
                         "scheme": info.scheme,
                         "host": info.host,
                     }))
@@ -86,7 +86,7 @@ async fn server(config: ServerConfig) -> TestServer {
         );
     let app = ProtocolTypeRouter::new().http(events).websocket(
         OriginValidator::new(
-            URLRouter::new().route("/ws/", || Reporter),
+            UrlRouter::new().route("/ws/", || Reporter),
             ["allowed.test"],
         )
         .allow_same_origin(),

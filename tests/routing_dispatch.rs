@@ -1,4 +1,4 @@
-//! Routing over real sockets: `ProtocolTypeRouter` by protocol, `URLRouter` by path with params,
+//! Routing over real sockets: `ProtocolTypeRouter` by protocol, `UrlRouter` by path with params,
 //! catch-alls and nesting; malformed handshakes.
 
 mod common;
@@ -6,7 +6,7 @@ mod common;
 use common::{handshake_status, recv, within, TestServer};
 use futures_util::SinkExt;
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
@@ -35,19 +35,19 @@ impl WebsocketConsumer for Describe {
     }
 }
 
-fn router() -> URLRouter {
-    let rooms = URLRouter::new()
+fn router() -> UrlRouter {
+    let rooms = UrlRouter::new()
         .route("/", || Describe("rooms-index"))
         .route("/{room}/", || Describe("room"))
         .route("/{room}/files/{*path}", || Describe("files"));
-    URLRouter::new()
+    UrlRouter::new()
         .route("/ws/echo/", || Describe("echo"))
         .nest("/ws/rooms", rooms)
         .nest(
             "/ws/v2/",
-            URLRouter::new().nest(
+            UrlRouter::new().nest(
                 "/deep",
-                URLRouter::new().route("/{leaf}", || Describe("deep")),
+                UrlRouter::new().route("/{leaf}", || Describe("deep")),
             ),
         )
 }
@@ -105,7 +105,7 @@ async fn paths_params_catch_alls_and_nesting() {
 #[test]
 #[should_panic(expected = "invalid route")]
 fn conflicting_routes_panic_at_startup() {
-    let _ = URLRouter::new()
+    let _ = UrlRouter::new()
         .route("/ws/{a}/", || Describe("a"))
         .route("/ws/{b}/", || Describe("b"));
 }

@@ -11,7 +11,7 @@ use common::{
 use futures_util::StreamExt;
 use switchboard::consumer::{Context, WebsocketConsumer};
 use switchboard::layer::{ChannelLayer, InMemoryChannelLayer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 use switchboard::ServerConfig;
 use tokio::sync::mpsc;
@@ -41,7 +41,7 @@ impl WebsocketConsumer for Echo {
 async fn server(configure: impl FnOnce(&mut ServerConfig)) -> (TestServer, mpsc::Receiver<Note>) {
     let (tx, rx) = notes();
     let app = ProtocolTypeRouter::new()
-        .websocket(URLRouter::new().route("/ws/", move || Observed::new(Echo, tx.clone())));
+        .websocket(UrlRouter::new().route("/ws/", move || Observed::new(Echo, tx.clone())));
     let mut config = ServerConfig::default();
     configure(&mut config);
     (

@@ -7,7 +7,7 @@ use std::future::IntoFuture;
 
 use common::{recv_close, within};
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 
 struct Accepting;
@@ -26,7 +26,7 @@ impl WebsocketConsumer for Accepting {
 
 #[tokio::test]
 async fn sigterm_closes_websockets_with_1001_and_stops_the_server() {
-    let app = ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/", || Accepting));
+    let app = ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/", || Accepting));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::{disconnected, notes, recv_json, within, Note, Observed, TestServer};
 use switchboard::consumer::{Context, JsonWebsocketConsumer};
 use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::close_code;
 use switchboard::{ServerConfig, SlowClientPolicy};
 use tokio::net::TcpSocket;
@@ -43,7 +43,7 @@ impl JsonWebsocketConsumer for Member {
 async fn server(policy: SlowClientPolicy) -> (TestServer, mpsc::Receiver<Note>) {
     let (tx, rx) = notes();
     let app = ProtocolTypeRouter::new()
-        .websocket(URLRouter::new().route("/ws/", move || Observed::new(Member, tx.clone())));
+        .websocket(UrlRouter::new().route("/ws/", move || Observed::new(Member, tx.clone())));
     let mut config = ServerConfig::default();
     config.slow_client = policy;
     (

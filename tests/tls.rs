@@ -9,7 +9,7 @@ use common::within;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use switchboard::TlsConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,7 +72,7 @@ fn certificate() -> Certificate {
 }
 
 async fn tls_server(tls: TlsConfig) -> std::net::SocketAddr {
-    let app = ProtocolTypeRouter::new().websocket(URLRouter::new().route("/ws/", || Echo));
+    let app = ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/", || Echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(std::future::IntoFuture::into_future(

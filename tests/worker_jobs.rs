@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use switchboard::consumer::{ChannelContext, Context, WebsocketConsumer};
 use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig, LayerError};
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use switchboard::worker::{ChannelConsumer, ChannelNameRouter};
 use switchboard::ServerConfig;
@@ -256,7 +256,7 @@ async fn an_http_handler_queues_a_job_whose_result_reaches_websockets() {
         .with_state(layer.clone());
     let app = ProtocolTypeRouter::new()
         .http(http)
-        .websocket(URLRouter::new().route("/ws/", || Listener));
+        .websocket(UrlRouter::new().route("/ws/", || Listener));
     let server = TestServer::start_with(app, layer.clone(), ServerConfig::default()).await;
     let mut a = server.connect("/ws/").await;
     let mut b = server.connect("/ws/").await;

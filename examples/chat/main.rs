@@ -39,7 +39,7 @@ use switchboard::layer::{
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
 };
-use switchboard::routing::{ProtocolTypeRouter, URLRouter};
+use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 
 /// Longest message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 2000;
@@ -577,9 +577,9 @@ pub(crate) fn websocket_app(
     });
     AllowedHostsOriginValidator::new(
         AuthMiddleware::new(
-            URLRouter::new().nest(
+            UrlRouter::new().nest(
                 "/ws",
-                URLRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
+                UrlRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
             ),
             names,
         )

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use switchboard::consumer::{Context, WebsocketConsumer};
-use switchboard::routing::URLRouter;
+use switchboard::routing::UrlRouter;
 use switchboard::websocket::Message;
 
 struct Nobody;
@@ -18,20 +18,20 @@ impl WebsocketConsumer for Nobody {
     }
 }
 
-fn router() -> &'static URLRouter {
-    static ROUTER: OnceLock<URLRouter> = OnceLock::new();
+fn router() -> &'static UrlRouter {
+    static ROUTER: OnceLock<UrlRouter> = OnceLock::new();
     ROUTER.get_or_init(|| {
-        let rooms = URLRouter::new()
+        let rooms = UrlRouter::new()
             .route("/", || Nobody)
             .route("/{room}/", || Nobody)
             .route("/{room}/files/{*path}", || Nobody)
             .route("/img-{id}.png", || Nobody);
-        URLRouter::new()
+        UrlRouter::new()
             .route("/ws/echo/", || Nobody)
             .nest("/ws/rooms", rooms)
             .nest(
                 "/ws/v2/",
-                URLRouter::new().nest("/deep", URLRouter::new().route("/{leaf}", || Nobody)),
+                UrlRouter::new().nest("/deep", UrlRouter::new().route("/{leaf}", || Nobody)),
             )
             .route("/{*anything}", || Nobody)
     })

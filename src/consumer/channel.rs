@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::layer::{ChannelLayer, Event, LayerError, Presence};
+use crate::layer::{ChannelLayer, GroupSent, IntoEvent, LayerError, LayerHandle, Presence};
 
 /// A consumer's side of the channel layer: its channel name and the layer, with the shortcuts
 /// consumers use. WebSocket [`Context`](super::Context)s, worker contexts and SSE contexts all
@@ -12,7 +12,7 @@ use crate::layer::{ChannelLayer, Event, LayerError, Presence};
 #[derive(Clone)]
 pub struct ChannelContext {
     channel_name: Arc<str>,
-    layer: Arc<dyn ChannelLayer>,
+    layer: LayerHandle,
 }
 
 impl std::fmt::Debug for ChannelContext {
@@ -24,7 +24,7 @@ impl std::fmt::Debug for ChannelContext {
 }
 
 impl ChannelContext {
-    pub(crate) fn new(channel_name: Arc<str>, layer: Arc<dyn ChannelLayer>) -> Self {
+    pub(crate) fn new(channel_name: Arc<str>, layer: LayerHandle) -> Self {
         Self {
             channel_name,
             layer,
@@ -36,8 +36,9 @@ impl ChannelContext {
         &self.channel_name
     }
 
-    /// The channel layer, for what the shortcuts here do not cover.
-    pub fn channel_layer(&self) -> &Arc<dyn ChannelLayer> {
+    /// The channel layer, for what the shortcuts here do not cover (clone it for tasks the
+    /// consumer spawns).
+    pub fn channel_layer(&self) -> &LayerHandle {
         &self.layer
     }
 
@@ -61,34 +62,39 @@ impl ChannelContext {
     }
 
     /// Sends `event` (serialized once, shared by every member) to every member of `group`, this
-    /// consumer too if it is one. It must serialize to a JSON object with a string `"type"`.
+    /// consumer too if it is one: an [`Event`](crate::layer::Event), or `&T` for a `T` that
+    /// serializes to a JSON object with a string `"type"`. Says whether anybody received it
+    /// ([`GroupSent`]). As [`LayerHandle::group_send`].
     ///
     /// # Errors
     ///
     /// [`LayerError::Event`] if it does not serialize so; [`LayerError::InvalidName`] for a bad
-    /// group name.
-    pub async fn group_send<T: Serialize + ?Sized>(
+    /// group name; a networked layer's own failure.
+    pub async fn group_send(
         &self,
         group: &str,
-        event: &T,
-    ) -> Result<(), LayerError> {
-        let event = Event::new(event)?;
+        event: impl IntoEvent,
+    ) -> Result<GroupSent, LayerError> {
         self.layer.group_send(group, event).await
     }
 
     /// Sends `event` to one channel by name (point to point): another consumer's channel name,
-    /// a worker's channel, or this consumer's own (its `event` handler gets it).
+    /// a worker's channel, or this consumer's own (its `event` handler gets it). As
+    /// [`LayerHandle::send`].
+    ///
+    /// A full recipient fails the call with [`LayerError::ChannelFull`], as in Channels; returned
+    /// from a WebSocket handler with `?`, that error is logged at `WARN` and the *sender* stays
+    /// connected (the recipient is the slow one).
     ///
     /// # Errors
     ///
     /// [`LayerError::ChannelFull`] if that channel is full; otherwise as
     /// [`group_send`](Self::group_send).
-    pub async fn send_to_channel<T: Serialize + ?Sized>(
+    pub async fn send_to_channel(
         &self,
         channel: &str,
-        event: &T,
+        event: impl IntoEvent,
     ) -> Result<(), LayerError> {
-        let event = Event::new(event)?;
         self.layer.send(channel, event).await
     }
 

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::ChannelContext;
 use crate::application::{PendingHandshake, Socket, Traffic};
-use crate::layer::ChannelLayer;
+use crate::layer::LayerHandle;
 use crate::scope::Scope;
 use crate::websocket::{close_code, truncate_reason, Utf8Bytes};
 
@@ -146,7 +146,7 @@ impl Context {
     pub(crate) fn new(
         scope: Scope,
         channel_name: Arc<str>,
-        layer: Arc<dyn ChannelLayer>,
+        layer: LayerHandle,
         pending: PendingHandshake,
         write_timeout: Option<std::time::Duration>,
         traffic: Arc<Traffic>,
@@ -477,7 +477,7 @@ fn transport(error: tungstenite::Error) -> WebsocketError {
 ///         Ok(()) // the next message is handled at once
 ///     }
 /// }
-/// # drop(switchboard::routing::URLRouter::new().route("/ws/", Reports::default));
+/// # drop(switchboard::routing::UrlRouter::new().route("/ws/", Reports::default));
 /// ```
 #[derive(Clone)]
 pub struct ConnectionHandle {

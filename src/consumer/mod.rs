@@ -59,7 +59,7 @@ pub(crate) use runner::{guarded, run, Failure};
 ///     }
 /// }
 ///
-/// let router = switchboard::routing::URLRouter::new().route("/ws/echo/", Echo::default);
+/// let router = switchboard::routing::UrlRouter::new().route("/ws/echo/", Echo::default);
 /// # drop(router);
 /// ```
 #[async_trait]
@@ -168,7 +168,7 @@ pub enum InvalidMessage {
 ///     }
 /// }
 ///
-/// let router = switchboard::routing::URLRouter::new().route("/ws/chat/{room}/", Chat::default);
+/// let router = switchboard::routing::UrlRouter::new().route("/ws/chat/{room}/", Chat::default);
 /// # drop(router);
 /// ```
 #[async_trait]

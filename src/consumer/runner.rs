@@ -17,6 +17,7 @@ use tracing::Instrument;
 use super::context::{Context, Outbound, Phase};
 use super::{WebsocketConsumer, WebsocketError};
 use crate::application::Handshake;
+use crate::layer::ChannelLayer;
 use crate::websocket::{close_code, Message, Utf8Bytes};
 
 /// Events handled in one go before the socket and the shutdown signal are looked at again.
@@ -63,6 +64,17 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
             tracing::debug!(target: "switchboard::consumer", handler, %error, "client gone during a send");
             ctx.phase = Phase::Closed;
             return;
+        }
+        if let Some(crate::layer::LayerError::ChannelFull { channel, capacity }) =
+            error.inner().downcast_ref::<crate::layer::LayerError>()
+        {
+            // Another consumer's channel is full: the recipient's problem, not this connection's
+            // (the layer counted it in `rejected_full`). The handler stopped at its `?`; the
+            // connection goes on.
+            if !matches!(ctx.phase, Phase::Pending(_)) {
+                tracing::warn!(target: "switchboard::consumer", handler, channel, capacity, "a send to a full channel failed; the sender stays connected");
+                return;
+            }
         }
     }
     match &failure {

@@ -16,7 +16,8 @@ use tokio::time::Instant;
 
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, ChannelLayer, ChannelQueue,
-    ChannelReceiver, Event, LayerError, LayerStats, Presence, PRESENCE_JOIN, PRESENCE_LEAVE,
+    ChannelReceiver, Event, GroupSent, LayerError, LayerStats, Presence, PRESENCE_JOIN,
+    PRESENCE_LEAVE,
 };
 
 /// Settings of an [`InMemoryChannelLayer`]; the defaults are Channels'.
@@ -297,12 +298,17 @@ impl Inner {
     }
 
     /// Delivers `event` to `group` and tidies up after it: lapsed members, an emptied group.
-    fn broadcast(&self, group: &str, event: &Event) {
+    fn broadcast(&self, group: &str, event: &Event) -> GroupSent {
         let Some(members) = self.group(group) else {
-            return;
+            return GroupSent::default();
         };
         let out = deliver(&mut lock(&members.members), event);
         self.settle(group, &out);
+        GroupSent {
+            queued: out.queued as usize,
+            skipped_full: out.full as usize,
+            processes: 0,
+        }
     }
 
     /// Counts a delivery, says so in the log when members were skipped, and does the cleanup
@@ -504,10 +510,9 @@ impl ChannelLayer for InMemoryChannelLayer {
         Ok(())
     }
 
-    async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
+    async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError> {
         validate_group_name(group)?;
-        self.inner.broadcast(group, &event);
-        Ok(())
+        Ok(self.inner.broadcast(group, &event))
     }
 
     async fn presence_add(

@@ -29,6 +29,7 @@
 //! **Leaving.** Dropping a [`ChannelReceiver`] deletes its channel and takes it out of every group,
 //! so a consumer that goes, however it goes, leaves nothing behind.
 
+mod handle;
 mod in_memory;
 mod queue;
 #[cfg(feature = "redis")]
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::websocket::Utf8Bytes;
 
+pub use handle::LayerHandle;
 pub use in_memory::{InMemoryChannelLayer, InMemoryConfig};
 pub(crate) use queue::ChannelQueue;
 #[cfg(feature = "redis")]
@@ -55,8 +57,9 @@ pub const MAX_NAME_LENGTH: usize = 100;
 /// A channel layer: named channels (point to point) and groups (broadcast).
 ///
 /// The methods are Channels' `channel_layer` API; every backend (in memory, Redis) keeps the
-/// semantics in the [module docs](self). The trait is object safe: consumers hold an
-/// `Arc<dyn ChannelLayer>`, so consumer code does not change between layers.
+/// semantics in the [module docs](self). The trait is object safe: consumers, handlers and
+/// workers hold a [`LayerHandle`] (a shared `dyn ChannelLayer`), so their code does not change
+/// between layers.
 ///
 /// # Cancel safety
 ///
@@ -111,11 +114,12 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// Sends `event` to every current member of `group`, sharing one encoding. Full members are
     /// skipped and counted ([`LayerStats::dropped_full`]); a group with no members is not an error.
+    /// Returns what the layer knows of who received it ([`GroupSent`]): whether anybody did.
     ///
     /// # Errors
     ///
     /// [`LayerError::InvalidName`] for a bad group name.
-    async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError>;
+    async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError>;
 
     /// Lists `channel` in `group`'s presence with `meta` (a name, a status: any JSON), joining the
     /// group if it is not a member, and sends a [`PRESENCE_JOIN`] event to the group, the new
@@ -157,6 +161,85 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// A snapshot of the layer's counts, for metrics.
     fn stats(&self) -> LayerStats;
+
+    /// Shares this layer as a [`LayerHandle`]. A handle returns itself; other layers are put
+    /// behind one `Arc`. Layers need not override it.
+    fn into_handle(self) -> LayerHandle
+    where
+        Self: Sized,
+    {
+        LayerHandle::from_arc(Arc::new(self))
+    }
+}
+
+/// What a [`group_send`](ChannelLayer::group_send) knows of who received the event, as far as the
+/// layer can know it at once.
+///
+/// In memory every member is counted: `queued` is exactly the members that got it. On Redis the
+/// event travels by `PUBLISH`: `processes` is the number of processes Redis handed it to (those
+/// with members of the group, this one included, and the owners of channels added to the group
+/// from elsewhere), as `PUBLISH` reports it; each process then fans it out to its own members
+/// after the call returned, and `queued` counts only named channels (Redis lists) it was pushed
+/// to. So [`reached_anyone`](Self::reached_anyone) is exact on both: `false` means nobody was a
+/// member (a user with no open connection, for a per-user group).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupSent {
+    /// Channels the event was put on by this call.
+    pub queued: usize,
+    /// Members skipped because their channel was full (also counted in
+    /// [`LayerStats::dropped_full`]).
+    pub skipped_full: usize,
+    /// Processes a networked layer handed the event to, for their own members to receive; 0 in
+    /// the in-memory layer.
+    pub processes: usize,
+}
+
+impl GroupSent {
+    /// Whether the event reached at least one member (or one process with members).
+    pub fn reached_anyone(&self) -> bool {
+        self.queued > 0 || self.processes > 0
+    }
+}
+
+/// What can be sent through a channel layer: an [`Event`], or a reference to any serializable
+/// value whose JSON is an object with a string `"type"` (a `#[serde(tag = "type")]` enum or
+/// struct). The sending calls of [`LayerHandle`] and
+/// [`ChannelContext`](crate::consumer::ChannelContext) take it, so one signature serves both:
+///
+/// ```
+/// use serde::Serialize;
+/// use switchboard::layer::{Event, IntoEvent};
+///
+/// #[derive(Serialize)]
+/// #[serde(tag = "type", rename = "chat.message")]
+/// struct ChatMessage { message: String }
+///
+/// let typed = (&ChatMessage { message: "hi".into() }).into_event()?;
+/// let ready = Event::from_json(r#"{"type":"chat.message","message":"hi"}"#)?;
+/// assert_eq!(typed, ready.clone().into_event()?);
+/// # Ok::<(), switchboard::layer::EventError>(())
+/// ```
+pub trait IntoEvent {
+    /// Makes the event (an [`Event`] is returned as it is, without copying its JSON).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::Json`] if the value does not serialize; [`EventError::MissingType`] if its
+    /// JSON is not an object with a string `"type"`.
+    fn into_event(self) -> Result<Event, EventError>;
+}
+
+impl IntoEvent for Event {
+    fn into_event(self) -> Result<Event, EventError> {
+        Ok(self)
+    }
+}
+
+impl<T: Serialize + ?Sized> IntoEvent for &T {
+    fn into_event(self) -> Result<Event, EventError> {
+        Event::new(self)
+    }
 }
 
 /// The event type sent to a group when a member is listed: `{"type": "presence.join",
@@ -398,6 +481,9 @@ pub enum EventError {
     /// The JSON is not an object with a string `"type"` field.
     #[error("an event must be a JSON object with a string \"type\" field")]
     MissingType,
+    /// [`Event::typed`] was given a body that is not a JSON object.
+    #[error("an event's body must serialize to a JSON object")]
+    NotAnObject,
 }
 
 #[derive(Deserialize)]
@@ -415,6 +501,43 @@ impl Event {
     /// JSON object with a string `"type"`.
     pub fn new<T: Serialize + ?Sized>(value: &T) -> Result<Self, EventError> {
         Self::from_json(serde_json::to_string(value)?)
+    }
+
+    /// Makes an event of type `event_type` whose other fields are `body`'s: the type is given
+    /// here, so it cannot be missing (Channels' `{"type": "chat.message", **body}`).
+    ///
+    /// ```
+    /// use switchboard::layer::Event;
+    ///
+    /// let event = Event::typed("chat.message", &serde_json::json!({ "message": "hi" }))?;
+    /// assert_eq!(event.json(), r#"{"type":"chat.message","message":"hi"}"#);
+    /// # Ok::<(), switchboard::layer::EventError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::Json`] if `body` does not serialize; [`EventError::NotAnObject`] if it is
+    /// not a JSON object (or `null`, for an event with no fields).
+    pub fn typed<T: Serialize + ?Sized>(event_type: &str, body: &T) -> Result<Self, EventError> {
+        let fields = match serde_json::to_value(body)? {
+            serde_json::Value::Object(fields) => fields,
+            serde_json::Value::Null => serde_json::Map::new(),
+            _ => return Err(EventError::NotAnObject),
+        };
+        let mut json = String::with_capacity(event_type.len() + 16);
+        json.push_str("{\"type\":");
+        json.push_str(&serde_json::to_string(event_type)?);
+        for (name, value) in fields.iter().filter(|(name, _)| *name != "type") {
+            json.push(',');
+            json.push_str(&serde_json::to_string(name)?);
+            json.push(':');
+            json.push_str(&serde_json::to_string(value)?);
+        }
+        json.push('}');
+        Ok(Self(Arc::new(EventInner {
+            event_type: event_type.into(),
+            json: json.into(),
+        })))
     }
 
     /// Makes an event of JSON text that is already encoded (e.g. read from a network broker).
@@ -630,11 +753,10 @@ mod tests {
     }
 }
 
-/// A shared layer is a layer: an `Arc<dyn ChannelLayer>` (from
-/// [`Context::channel_layer`](crate::consumer::ChannelContext::channel_layer)) can go wherever a
-/// layer is asked for.
+/// A shared layer is a layer: an `Arc<dyn ChannelLayer>` can go wherever a layer is asked for, and
+/// becomes a [`LayerHandle`] without being wrapped again.
 #[async_trait]
-impl<L: ChannelLayer + ?Sized> ChannelLayer for Arc<L> {
+impl ChannelLayer for Arc<dyn ChannelLayer> {
     async fn new_channel(&self) -> Result<ChannelReceiver, LayerError> {
         (**self).new_channel().await
     }
@@ -650,7 +772,7 @@ impl<L: ChannelLayer + ?Sized> ChannelLayer for Arc<L> {
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
         (**self).group_discard(group, channel).await
     }
-    async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
+    async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError> {
         (**self).group_send(group, event).await
     }
     async fn presence_add(
@@ -672,6 +794,9 @@ impl<L: ChannelLayer + ?Sized> ChannelLayer for Arc<L> {
     }
     fn stats(&self) -> LayerStats {
         (**self).stats()
+    }
+    fn into_handle(self) -> LayerHandle {
+        LayerHandle::from_arc(self)
     }
 }
 
@@ -696,7 +821,7 @@ impl<L: ChannelLayer + ?Sized> ChannelLayer for Arc<L> {
 /// ```
 #[derive(Clone)]
 pub struct BlockingChannelLayer {
-    layer: Arc<dyn ChannelLayer>,
+    layer: LayerHandle,
     runtime: tokio::runtime::Handle,
 }
 
@@ -713,7 +838,7 @@ impl BlockingChannelLayer {
     /// before spawning the thread).
     pub fn new(layer: impl ChannelLayer, runtime: tokio::runtime::Handle) -> Self {
         Self {
-            layer: Arc::new(layer),
+            layer: layer.into_handle(),
             runtime,
         }
     }
@@ -728,7 +853,7 @@ impl BlockingChannelLayer {
     ///
     /// If called from async code (a tokio runtime thread), as `Handle::block_on` does: use the
     /// async layer there.
-    pub fn send(&self, channel: &str, event: Event) -> Result<(), LayerError> {
+    pub fn send(&self, channel: &str, event: impl IntoEvent) -> Result<(), LayerError> {
         self.runtime.block_on(self.layer.send(channel, event))
     }
 
@@ -741,7 +866,7 @@ impl BlockingChannelLayer {
     /// # Panics
     ///
     /// As [`send`](Self::send).
-    pub fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
+    pub fn group_send(&self, group: &str, event: impl IntoEvent) -> Result<GroupSent, LayerError> {
         self.runtime.block_on(self.layer.group_send(group, event))
     }
 

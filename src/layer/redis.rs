@@ -16,8 +16,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, BackendError, ChannelLayer,
-    ChannelReceiver, Event, InMemoryChannelLayer, InMemoryConfig, LayerError, LayerStats, Presence,
-    PRESENCE_JOIN, PRESENCE_LEAVE,
+    ChannelReceiver, Event, GroupSent, InMemoryChannelLayer, InMemoryConfig, LayerError,
+    LayerStats, Presence, PRESENCE_JOIN, PRESENCE_LEAVE,
 };
 
 /// Settings of a [`RedisChannelLayer`]. Capacity and expiries default to Channels'
@@ -579,7 +579,7 @@ impl Shared {
         }
     }
 
-    async fn publish_group(&self, group: &str, event: &Event) -> Result<(), LayerError> {
+    async fn publish_group(&self, group: &str, event: &Event) -> Result<GroupSent, LayerError> {
         let redis_channel = self.key("g", group);
         let number = self.next_number(&redis_channel);
         let payload = encode(&self.process, number, "", event.json());
@@ -594,7 +594,7 @@ impl Shared {
             .arg(&self.config.prefix)
             .arg(&*self.process);
         let mut connection = self.commands.clone();
-        let (_reached, queued, full, expired, lapsed): (u64, u64, u64, u64, u64) =
+        let (reached, queued, full, expired, lapsed): (u64, u64, u64, u64, u64) =
             self.run(invocation.invoke_async(&mut connection)).await?;
         let c = &self.counters;
         c.queued.fetch_add(queued, Ordering::Relaxed);
@@ -604,7 +604,11 @@ impl Shared {
             c.dropped_full.fetch_add(full, Ordering::Relaxed);
             tracing::warn!(target: "switchboard::layer", group, skipped = full, "group delivery skipped named channels that were full");
         }
-        Ok(())
+        Ok(GroupSent {
+            queued: queued as usize,
+            skipped_full: full as usize,
+            processes: reached as usize,
+        })
     }
 
     /// Takes `channel` off `group`'s presence and tells the group, if it was listed.
@@ -1209,7 +1213,7 @@ impl ChannelLayer for RedisChannelLayer {
             .await
     }
 
-    async fn group_send(&self, group: &str, event: Event) -> Result<(), LayerError> {
+    async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError> {
         validate_group_name(group)?;
         self.shared.publish_group(group, &event).await
     }
@@ -1251,7 +1255,8 @@ impl ChannelLayer for RedisChannelLayer {
         };
         shared
             .publish_group(group, &joined.event(PRESENCE_JOIN))
-            .await
+            .await?;
+        Ok(())
     }
 
     async fn presence_remove(&self, group: &str, channel: &str) -> Result<(), LayerError> {

@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use switchboard::middleware::{AllowedHostsOriginValidator, AuthMiddleware, CookieMiddleware, TokenSource};
-//! use switchboard::routing::URLRouter;
+//! use switchboard::routing::UrlRouter;
 //! use switchboard::consumer::{Context, WebsocketConsumer};
 //! use switchboard::websocket::Message;
 //!
@@ -34,7 +34,7 @@
 //! let app = AllowedHostsOriginValidator::new(
 //!     CookieMiddleware::new(
 //!         AuthMiddleware::new(
-//!             URLRouter::new().route("/ws/chat/{room}/", Chat::default),
+//!             UrlRouter::new().route("/ws/chat/{room}/", Chat::default),
 //!             switchboard::middleware::authenticator_fn(|token: String| async move {
 //!                 Ok(Some(User { name: token }))
 //!             }),

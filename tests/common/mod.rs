@@ -262,3 +262,46 @@ pub async fn disconnected(notes: &mut mpsc::Receiver<Note>) -> u16 {
         }
     }
 }
+
+/// Sends one raw HTTP/1.1 request (it should say `Connection: close`) to `addr` and returns the
+/// whole response as text.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    within(stream.read_to_string(&mut response)).await.unwrap();
+    response
+}
+
+/// `POST path` with a JSON body to `addr`; the whole response as text.
+pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> String {
+    let body = body.to_string();
+    http_raw(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+/// `GET path` from `addr`; the whole response as text.
+pub async fn get(addr: SocketAddr, path: &str) -> String {
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Connects a WebSocket client to `ws://{addr}{path}`; panics if the handshake fails.
+pub async fn connect_to(addr: SocketAddr, path: &str) -> Client {
+    let url = format!("ws://{addr}{path}");
+    let (client, response) = within(tokio_tungstenite::connect_async(url))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {path}: {e}"));
+    assert_eq!(response.status(), 101);
+    client
+}

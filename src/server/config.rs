@@ -1,0 +1,115 @@
+//! [`ServerConfig`]: timeouts and limits, for [`serve`](crate::serve) and
+//! [`AppService`](crate::AppService) alike.
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Server settings: timeouts and WebSocket limits. Every field has a safe default.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let mut config = switchboard::ServerConfig::default();
+/// config.shutdown_timeout = Duration::from_secs(30);
+/// config.max_message_size = 64 << 10; // 64 KiB
+/// # drop(config);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// How long shutdown waits for connections to close before `serve` returns anyway.
+    /// Default 10 s.
+    pub shutdown_timeout: Duration,
+    /// How long a closing WebSocket waits for the client's close frame. Default 5 s.
+    pub close_timeout: Duration,
+    /// How long a client may take to send a complete request head. Default 30 s.
+    pub header_read_timeout: Duration,
+    /// Largest WebSocket message accepted, in bytes; larger ones close the connection with 1009.
+    /// Default 1 MiB.
+    pub max_message_size: usize,
+    /// Largest WebSocket frame accepted, in bytes. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// Each WebSocket's read buffer, in bytes, allocated when it is accepted. Small keeps idle
+    /// connections cheap; large helps connections that receive a lot. Default 1 KiB.
+    pub read_buffer_size: usize,
+    /// What happens to a client that stops reading. Default: disconnected after 30 s.
+    pub slow_client: SlowClientPolicy,
+    /// How often an open WebSocket is pinged (keep-alive through proxies, and dead-peer
+    /// detection); `None`: never. Default 20 s.
+    pub ping_interval: Option<Duration>,
+    /// A peer that sends nothing at all (not even the pong) within this long after a ping is
+    /// dropped; its `disconnect` runs with 1006. Default 20 s.
+    pub pong_timeout: Duration,
+    /// How long a consumer's `connect` may take to answer the handshake; past it the client gets
+    /// 503 and `disconnect` runs with 1006. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Open WebSockets at most; handshakes beyond it are answered with 503 (logged at `WARN`).
+    /// `None`: only the process's open-file limit bounds them (each needs one). Default `None`.
+    pub max_connections: Option<usize>,
+    /// Reverse proxies (addresses or networks, e.g. `127.0.0.1/32`, `10.0.0.0/8`) whose
+    /// `Forwarded` (RFC 7239) or `X-Forwarded-For` / `-Proto` / `-Host` headers are believed:
+    /// from them, the scope's [`client`](crate::scope::Scope::client),
+    /// [`scheme`](crate::scope::Scope::scheme) and [`host`](crate::scope::Scope::host) are the
+    /// original client's (the right-most address of the chain that is not a trusted proxy).
+    /// From anyone else those headers are ignored: a client could write anything in them.
+    /// HTTP handlers get the same in a [`ClientInfo`](crate::scope::ClientInfo) extension.
+    /// Default: none (uvicorn's `--forwarded-allow-ips`, daphne's `--proxy-headers`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The prefix the application is mounted under behind a proxy (ASGI's `root_path`, e.g.
+    /// `/chat`): it is put in [`Scope::root_path`](crate::scope::Scope::root_path), and when a
+    /// WebSocket's path starts with it, routing matches what follows (a proxy that strips the
+    /// prefix works too). Default: empty.
+    pub root_path: String,
+}
+
+/// What happens to a WebSocket client that stops reading (a frozen tab, a dead network).
+///
+/// Either way it costs bounded memory: its socket's buffers, and its channel, whose capacity
+/// bounds the events waiting for it; group messages beyond that are dropped and counted in
+/// [`LayerStats::dropped_full`](crate::layer::LayerStats::dropped_full). The rest of its groups
+/// are not slowed: every connection writes on its own task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SlowClientPolicy {
+    /// Keep the connection; drop (and count) what does not fit in its channel.
+    DropMessages,
+    /// Also disconnect it once a write to its socket has waited `after`: `disconnect` runs with
+    /// 1013 (try again later), logged at `INFO`. No close frame is sent: the client is not
+    /// reading.
+    Disconnect {
+        /// How long one write may wait for the client.
+        after: Duration,
+    },
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            shutdown_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(30),
+            max_message_size: 1 << 20,
+            max_frame_size: 1 << 20,
+            read_buffer_size: 1 << 10,
+            slow_client: SlowClientPolicy::Disconnect {
+                after: Duration::from_secs(30),
+            },
+            ping_interval: Some(Duration::from_secs(20)),
+            pong_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: None,
+            trusted_proxies: Vec::new(),
+            root_path: String::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub(crate) fn websocket(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_frame_size))
+    }
+}

@@ -1,0 +1,234 @@
+//! The dispatcher: one request — plain HTTP or a WebSocket handshake — handed to the application
+//! with the server's environment. [`serve`](crate::serve) and [`AppService`](crate::AppService)
+//! both answer through it, so the two forms behave alike.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::{header, Request, Response, StatusCode};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::{ServerConfig, SlowClientPolicy};
+use super::handshake::{check_handshake, has_token, switching_protocols};
+use super::stats::{OpenConnection, ServerCounters, StatsHandle};
+use crate::application::{ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
+use crate::body::{Body, BoxError};
+use crate::layer::LayerHandle;
+use crate::routing::{status_response, ProtocolTypeRouter};
+use crate::scope::{Protocol, Scope};
+
+/// What the server tells HTTP handlers about their connection, in the request's extensions:
+/// read by [`sse::respond`](crate::sse::respond).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionMeta {
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) server: Option<SocketAddr>,
+    pub(crate) shutdown: CancellationToken,
+    /// Whether the connection is TLS.
+    pub(crate) secure: bool,
+    pub(crate) proxy: Arc<ProxySettings>,
+}
+
+/// What [`crate::proxy::apply`] needs: whom to believe, and the mount prefix.
+#[derive(Debug, Default)]
+pub(crate) struct ProxySettings {
+    pub(crate) trusted: Vec<ipnet::IpNet>,
+    pub(crate) root_path: String,
+}
+
+/// Where a request came from, as far as the server carrying it knows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) secure: bool,
+}
+
+/// The application with everything its connections share.
+pub(crate) struct Dispatcher {
+    pub(crate) app: ProtocolTypeRouter,
+    pub(crate) env: Arc<ConnectionEnv>,
+    /// Every WebSocket's task, for graceful shutdown to wait on.
+    pub(crate) tracker: TaskTracker,
+    pub(crate) config: ServerConfig,
+    pub(crate) counters: Arc<ServerCounters>,
+    pub(crate) proxy: Arc<ProxySettings>,
+    pub(crate) stats: StatsHandle,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("app", &self.app)
+            .field("layer", &self.env.layer)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        app: ProtocolTypeRouter,
+        layer: LayerHandle,
+        config: ServerConfig,
+        counters: Arc<ServerCounters>,
+    ) -> Self {
+        let env = Arc::new(ConnectionEnv {
+            layer: layer.clone(),
+            websocket: config.websocket(),
+            close_timeout: config.close_timeout,
+            write_timeout: match config.slow_client {
+                SlowClientPolicy::DropMessages => None,
+                SlowClientPolicy::Disconnect { after } => Some(after),
+            },
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            handshake_timeout: config.handshake_timeout,
+            shutdown: CancellationToken::new(),
+            traffic: counters.traffic.clone(),
+        });
+        let proxy = Arc::new(ProxySettings {
+            trusted: config.trusted_proxies.clone(),
+            root_path: config.root_path.clone(),
+        });
+        Self {
+            app,
+            env,
+            tracker: TaskTracker::new(),
+            config,
+            stats: StatsHandle {
+                counters: counters.clone(),
+                layer,
+            },
+            counters,
+            proxy,
+        }
+    }
+
+    /// Answers one request: a WebSocket handshake (`Upgrade: websocket`) is checked, routed and,
+    /// once accepted, served on its own task; anything else goes to the HTTP application with the
+    /// server's extensions.
+    pub(crate) async fn handle<B>(&self, request: Request<B>, peer: Peer) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if has_token(&request, header::UPGRADE, "websocket") {
+            return self.handle_websocket(request, peer).await;
+        }
+        let (mut parts, body) = request.into_parts();
+        let info = crate::proxy::client_info(&parts.headers, &parts.uri, peer, &self.proxy);
+        parts.extensions.insert(info);
+        parts.extensions.insert(ConnectionMeta {
+            client: peer.client,
+            server: peer.local,
+            shutdown: self.env.shutdown.clone(),
+            secure: peer.secure,
+            proxy: self.proxy.clone(),
+        });
+        parts.extensions.insert(self.env.layer.clone());
+        parts.extensions.insert(self.stats.clone());
+        match self
+            .app
+            .call_http(Request::from_parts(parts, Body::new(body)))
+            .await
+        {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn handle_websocket<B>(&self, mut request: Request<B>, peer: Peer) -> Response<Body> {
+        let client = peer.client;
+        let key = match check_handshake(&request) {
+            Ok(key) => key,
+            Err(refusal) => {
+                tracing::debug!(target: "switchboard::server", ?client, reason = refusal.reason, "bad WebSocket handshake");
+                self.counters.refused(refusal.response.status());
+                return *refusal.response;
+            }
+        };
+        let Some(app) = self.app.websocket_app() else {
+            self.counters.refused(StatusCode::NOT_FOUND);
+            return status_response(StatusCode::NOT_FOUND);
+        };
+        if request
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_none()
+        {
+            // A host server that does not hand over upgraded connections (hyper without
+            // `with_upgrades`): accepting would answer 101 and then have no socket.
+            tracing::error!(target: "switchboard::server", "the server carrying this request does not support upgrades: WebSocket refused with 500");
+            self.counters.refused(StatusCode::INTERNAL_SERVER_ERROR);
+            return status_response(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let upgrade = Upgrade::Hyper(hyper::upgrade::on(&mut request));
+        let (parts, _body) = request.into_parts();
+        let mut scope = match Scope::from_request_parts(
+            Protocol::Websocket,
+            &parts,
+            client,
+            peer.local,
+        ) {
+            Ok(scope) => scope,
+            Err(error) => {
+                tracing::debug!(target: "switchboard::server", ?client, %error, "bad WebSocket request");
+                self.counters.refused(StatusCode::BAD_REQUEST);
+                return status_response(StatusCode::BAD_REQUEST);
+            }
+        };
+        if peer.secure {
+            scope.scheme = "wss";
+        }
+        crate::proxy::apply(&mut scope, &self.proxy);
+        self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
+        let open = self.counters.open.fetch_add(1, Ordering::Relaxed);
+        let place = OpenConnection(self.counters.clone());
+        if self.config.max_connections.is_some_and(|max| open >= max) {
+            self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
+            self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
+            tracing::warn!(target: "switchboard::server", open, "max_connections reached: WebSocket refused with 503");
+            return status_response(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if self.env.shutdown.is_cancelled() {
+            self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
+            return status_response(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let (respond, answer) = oneshot::channel();
+        let handshake = Handshake::new(scope, respond, upgrade, self.env.clone());
+        let connection = app.call(handshake);
+        self.tracker.spawn(async move {
+            connection.await;
+            drop(place);
+        });
+        match answer.await {
+            Ok(HandshakeResponse::Accept {
+                subprotocol,
+                headers,
+            }) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                switching_protocols(&key, subprotocol, &headers)
+            }
+            Ok(HandshakeResponse::Reject { status }) => {
+                self.counters.refused(status);
+                status_response(status)
+            }
+            Err(_) => {
+                tracing::error!(target: "switchboard::server", "the WebSocket application dropped a handshake without answering it");
+                self.counters.refused(StatusCode::INTERNAL_SERVER_ERROR);
+                status_response(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown: open WebSockets close with 1001, event streams end, and new
+    /// handshakes are refused with 503.
+    pub(crate) fn shutdown(&self) {
+        self.env.shutdown.cancel();
+        self.tracker.close();
+    }
+}

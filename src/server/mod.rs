@@ -1,0 +1,324 @@
+//! The server: HTTP/1.1 and WebSocket on one port, with graceful shutdown ([`serve`]), and the
+//! same application as a tower service inside a host's server ([`AppService`]).
+//!
+//! One idea per file: `config` (settings), `stats` (counts), `handshake` (RFC 6455 checks),
+//! `dispatch` (one request to the application, shared by both forms), `service` (the mounted
+//! form), and this file (the listener and its connections).
+
+mod config;
+mod dispatch;
+mod handshake;
+mod service;
+mod stats;
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::application::BoxFuture;
+use crate::layer::ChannelLayer;
+use crate::routing::ProtocolTypeRouter;
+
+pub use config::{ServerConfig, SlowClientPolicy};
+use dispatch::Dispatcher;
+pub(crate) use dispatch::{ConnectionMeta, Peer, ProxySettings};
+pub use service::{AppService, ShutdownHandle};
+pub use stats::{HandshakeRefusals, Stats, StatsHandle};
+
+/// Serves `app` on `listener`: HTTP requests and WebSocket handshakes on the same port.
+///
+/// Await the returned [`Serve`] to run until an I/O error; call
+/// [`with_graceful_shutdown`](Serve::with_graceful_shutdown) to stop on a signal. Consumers and
+/// HTTP handlers get an in-memory channel layer ([`LayerHandle::in_memory`](crate::layer::LayerHandle::in_memory))
+/// unless [`channel_layer`](Serve::channel_layer) says otherwise; handlers find it in their
+/// requests' extensions (axum: `Extension<LayerHandle>`).
+///
+/// To mount the application inside a server of your own (`axum::serve`), use [`AppService`].
+///
+/// ```no_run
+/// use switchboard::routing::ProtocolTypeRouter;
+///
+/// # #[allow(dead_code)]
+/// # async fn run(app: ProtocolTypeRouter) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// switchboard::serve(listener, app)
+///     .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await
+/// # }
+/// ```
+pub fn serve(listener: TcpListener, app: ProtocolTypeRouter) -> Serve {
+    Serve {
+        listener,
+        service: AppService::new(app),
+        #[cfg(feature = "tls")]
+        tls: None,
+    }
+}
+
+/// A server that is ready to run: await it, or add a shutdown signal first. Made by [`serve`].
+#[must_use = "a server does nothing until awaited (`tokio::spawn(serve(..).into_future())` to run it on a task)"]
+pub struct Serve {
+    listener: TcpListener,
+    service: AppService,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsConfig>,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+impl Serve {
+    /// Gives consumers `layer`; HTTP handlers find the same one in their requests' extensions
+    /// (axum: `Extension<LayerHandle>`).
+    pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
+        self.service = self.service.channel_layer(layer);
+        self
+    }
+
+    /// A handle on the server's counts (open connections, handshakes, and the channel layer's
+    /// [`LayerStats`](crate::layer::LayerStats)), to read while it runs. Take it after
+    /// [`channel_layer`](Self::channel_layer). HTTP handlers find it in their requests'
+    /// extensions too.
+    pub fn stats(&self) -> StatsHandle {
+        self.service.stats()
+    }
+
+    /// Replaces the server settings.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.service = self.service.config(config);
+        self
+    }
+
+    /// Serves TLS on the port (feature `tls`): `wss://` and `https://`. Each connection's TLS
+    /// handshake must end within [`ServerConfig::header_read_timeout`]; scopes say `"wss"`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Stops when `signal` completes: no new connections are accepted, idle HTTP connections are
+    /// closed, open WebSockets are closed with 1001 (Going Away) and their `disconnect` runs, and
+    /// the returned future completes when all are done or after
+    /// [`ServerConfig::shutdown_timeout`].
+    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<F>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        WithGracefulShutdown {
+            serve: self,
+            signal,
+        }
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = io::Result<()>;
+    type IntoFuture = BoxFuture<io::Result<()>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run(self, std::future::pending()))
+    }
+}
+
+/// Completes when the process is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM (what
+/// systemd, Docker and Kubernetes send). Give it to
+/// [`with_graceful_shutdown`](Serve::with_graceful_shutdown): open WebSockets then close with
+/// 1001 within [`ServerConfig::shutdown_timeout`] (the grace period).
+///
+/// ```no_run
+/// # #[allow(dead_code)]
+/// # async fn run(app: switchboard::routing::ProtocolTypeRouter) -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// switchboard::serve(listener, app)
+///     .with_graceful_shutdown(switchboard::shutdown_signal())
+///     .await
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// If the signal handlers cannot be installed (outside a tokio runtime with signals enabled).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    }
+}
+
+/// A server with a shutdown signal, made by [`Serve::with_graceful_shutdown`]. Await it.
+#[must_use = "a server does nothing until awaited"]
+pub struct WithGracefulShutdown<F> {
+    serve: Serve,
+    signal: F,
+}
+
+impl<F> std::fmt::Debug for WithGracefulShutdown<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithGracefulShutdown")
+            .field("serve", &self.serve)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> IntoFuture for WithGracefulShutdown<F>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    type Output = io::Result<()>;
+    type IntoFuture = BoxFuture<io::Result<()>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run(self.serve, self.signal))
+    }
+}
+
+/// What every connection of a [`serve`] server shares.
+struct Listening {
+    dispatcher: Arc<Dispatcher>,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
+    let Serve {
+        listener,
+        service,
+        #[cfg(feature = "tls")]
+        tls,
+    } = serve;
+    let dispatcher = service.dispatcher().clone();
+    let tracker = dispatcher.tracker.clone();
+    let shutdown_timeout = dispatcher.config.shutdown_timeout;
+    let shared = Arc::new(Listening {
+        dispatcher,
+        #[cfg(feature = "tls")]
+        tls: tls.as_ref().map(crate::tls::TlsConfig::acceptor),
+    });
+    tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
+
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            () = &mut signal => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracker.spawn(serve_connection(stream, peer, shared.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors or similar: log, back off, go on accepting.
+                    tracing::error!(target: "switchboard::server", %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    drop(listener);
+    tracing::info!(target: "switchboard::server", tasks = tracker.len(), "shutting down: closing connections");
+    shared.dispatcher.shutdown();
+    if tokio::time::timeout(shutdown_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            target: "switchboard::server",
+            tasks = tracker.len(),
+            "shutdown timeout passed with connections still open; returning anyway"
+        );
+    }
+    Ok(())
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Listening>) {
+    let local = stream.local_addr().ok();
+    // Small frames must not wait for Nagle's algorithm.
+    let _ = stream.set_nodelay(true);
+    let mut origin = Peer {
+        client: Some(peer),
+        local,
+        secure: false,
+    };
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = shared.tls.clone() {
+        let timeout = shared.dispatcher.config.header_read_timeout;
+        let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+        match handshake.await {
+            Ok(Ok(stream)) => {
+                origin.secure = true;
+                serve_http(stream, origin, shared.dispatcher.clone()).await;
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(target: "switchboard::server", %error, %peer, "TLS handshake failed");
+            }
+            Err(_) => {
+                tracing::debug!(target: "switchboard::server", %peer, "TLS handshake timed out");
+            }
+        }
+        return;
+    }
+    origin.secure = false;
+    serve_http(stream, origin, shared.dispatcher.clone()).await;
+}
+
+/// Serves HTTP/1.1 (and upgrades) on `io`, plain or TLS (`origin.secure`).
+async fn serve_http<S>(io: S, origin: Peer, dispatcher: Arc<Dispatcher>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = dispatcher.env.shutdown.clone();
+    let header_read_timeout = dispatcher.config.header_read_timeout;
+    let service = hyper::service::service_fn(move |request| {
+        let dispatcher = dispatcher.clone();
+        async move { Ok::<_, std::convert::Infallible>(dispatcher.handle(request, origin).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: "switchboard::server", %error, peer = ?origin.client, "HTTP connection ended with an error");
+    }
+}

@@ -1,0 +1,133 @@
+//! The server's counts: [`Stats`] snapshots read through a [`StatsHandle`].
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use http::StatusCode;
+
+use crate::application::Traffic;
+use crate::layer::{ChannelLayer, LayerHandle};
+
+#[derive(Debug, Default)]
+pub(crate) struct ServerCounters {
+    /// WebSockets being served (handshake dispatched, task not finished).
+    pub(crate) open: AtomicUsize,
+    pub(crate) handshakes: AtomicU64,
+    pub(crate) refused_full: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    /// Refused handshakes by HTTP status: 400 (and 405, 426), 401, 403, 404, 500, 503, other.
+    refused: [AtomicU64; 7],
+    pub(crate) traffic: Arc<Traffic>,
+}
+
+impl ServerCounters {
+    pub(crate) fn refused(&self, status: StatusCode) {
+        let slot = match status.as_u16() {
+            400 | 405 | 426 => 0,
+            401 => 1,
+            403 => 2,
+            404 => 3,
+            500 => 4,
+            503 => 5,
+            _ => 6,
+        };
+        self.refused[slot].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Refused WebSocket handshakes since the server started, by the HTTP status they were answered
+/// with, which says why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeRefusals {
+    /// 400, 405, 426: not a valid WebSocket handshake (bad headers, method, version, path).
+    pub bad_request: u64,
+    /// 401: no credentials where `AuthMiddleware` requires them.
+    pub unauthorized: u64,
+    /// 403: a disallowed origin, or the consumer closed before accepting.
+    pub forbidden: u64,
+    /// 404: no route for the path.
+    pub not_found: u64,
+    /// 500: the consumer's `connect` failed or panicked, or the authenticator failed.
+    pub server_error: u64,
+    /// 503: `max_connections` reached, or `connect` took longer than the handshake timeout.
+    pub unavailable: u64,
+    /// Any other status a consumer or middleware refused with.
+    pub other: u64,
+}
+
+/// A handle on a running server's counts, for metrics; made by [`Serve::stats`](crate::Serve::stats) or
+/// [`AppService::stats`](crate::AppService::stats), and found in every HTTP request's extensions
+/// (axum: `Extension<StatsHandle>`). Cheap to clone and to read.
+#[derive(Clone)]
+pub struct StatsHandle {
+    pub(crate) counters: Arc<ServerCounters>,
+    pub(crate) layer: LayerHandle,
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StatsHandle")
+            .field(&self.snapshot())
+            .finish()
+    }
+}
+
+/// A snapshot of a server's counts: its WebSockets and its channel layer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// WebSockets open now (from the handshake being answered to the end of `disconnect`).
+    pub connections: usize,
+    /// WebSocket handshakes received since the server started, refused ones included.
+    pub handshakes: u64,
+    /// Handshakes refused with 503 because `max_connections` was reached.
+    pub refused_max_connections: u64,
+    /// Handshakes accepted (answered with 101).
+    pub accepted: u64,
+    /// Handshakes refused, by cause.
+    pub refused: HandshakeRefusals,
+    /// WebSocket messages (text or binary) received from clients.
+    pub messages_received: u64,
+    /// WebSocket messages written to clients.
+    pub messages_sent: u64,
+    /// Clients disconnected because they stopped reading ([`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy::Disconnect)).
+    pub slow_clients_disconnected: u64,
+    /// The channel layer's counts: channels, groups, memberships, dropped messages.
+    pub layer: crate::layer::LayerStats,
+}
+
+impl StatsHandle {
+    /// The counts now.
+    pub fn snapshot(&self) -> Stats {
+        let c = &self.counters;
+        Stats {
+            connections: c.open.load(Ordering::Relaxed),
+            handshakes: c.handshakes.load(Ordering::Relaxed),
+            refused_max_connections: c.refused_full.load(Ordering::Relaxed),
+            accepted: c.accepted.load(Ordering::Relaxed),
+            refused: HandshakeRefusals {
+                bad_request: c.refused[0].load(Ordering::Relaxed),
+                unauthorized: c.refused[1].load(Ordering::Relaxed),
+                forbidden: c.refused[2].load(Ordering::Relaxed),
+                not_found: c.refused[3].load(Ordering::Relaxed),
+                server_error: c.refused[4].load(Ordering::Relaxed),
+                unavailable: c.refused[5].load(Ordering::Relaxed),
+                other: c.refused[6].load(Ordering::Relaxed),
+            },
+            messages_received: c.traffic.received.load(Ordering::Relaxed),
+            messages_sent: c.traffic.sent.load(Ordering::Relaxed),
+            slow_clients_disconnected: c.traffic.slow_clients.load(Ordering::Relaxed),
+            layer: self.layer.stats(),
+        }
+    }
+}
+
+/// Gives a WebSocket's place back when its task ends, however it ends.
+pub(crate) struct OpenConnection(pub(crate) Arc<ServerCounters>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
