@@ -39,6 +39,8 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // No colour codes where stderr is a file or a pipe (logs collected by systemd, CI).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let app = ProtocolTypeRouter::new().websocket(

@@ -8,7 +8,6 @@ mod common;
 mod chat;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use common::redis_server::RedisServer;
 use common::{
@@ -25,17 +24,9 @@ use tokio_tungstenite::tungstenite;
 const ORIGIN: &str = "http://localhost:8000";
 
 /// The chat's whole application on `layer`, served as the example serves it (`/metrics` included).
-async fn chat_server_on(layer: impl ChannelLayer + Clone, history: chat::History) -> TestServer {
-    let stats = Arc::new(std::sync::OnceLock::new());
-    let app = chat::application(
-        Arc::new(layer.clone()),
-        history,
-        &["localhost".to_owned()],
-        stats.clone(),
-    );
-    let server = TestServer::start_with(app, layer, ServerConfig::default()).await;
-    stats.set(server.stats.clone()).unwrap();
-    server
+async fn chat_server_on(layer: impl ChannelLayer, history: chat::History) -> TestServer {
+    let app = chat::application(history, &["localhost".to_owned()]);
+    TestServer::start_with(app, layer, ServerConfig::default()).await
 }
 
 async fn chat_server_with(history: chat::History) -> TestServer {
@@ -545,8 +536,9 @@ async fn metrics_show_live_counts_during_a_chat() {
     assert_eq!(sample(body, "switchboard_messages_received_total"), 1.0);
     // Joins' history and presence, and the message to both: at least 2 + 2 sent.
     assert!(sample(body, "switchboard_messages_sent_total") >= 4.0);
-    assert_eq!(sample(body, "switchboard_layer_groups"), 1.0);
-    assert_eq!(sample(body, "switchboard_layer_memberships"), 2.0);
+    // The room, and each user's own group (private messages).
+    assert_eq!(sample(body, "switchboard_layer_groups"), 3.0);
+    assert_eq!(sample(body, "switchboard_layer_memberships"), 4.0);
     assert_eq!(
         sample(
             body,
@@ -554,4 +546,89 @@ async fn metrics_show_live_counts_during_a_chat() {
         ),
         0.0
     );
+}
+
+/// Checks that a private message from `from` to `to` arrived as one, with the right fields.
+fn assert_private(got: &Value, from: &str, to: &str, text: &str) {
+    assert_eq!(got["message"], text, "{got}");
+    assert_eq!(got["user"], from, "{got}");
+    assert_eq!(got["private"], true, "{got}");
+    assert_eq!(got["to"], to, "{got}");
+    assert!(
+        got.get("id").is_none(),
+        "private messages are not in the history: {got}"
+    );
+}
+
+#[tokio::test]
+async fn a_private_message_reaches_every_tab_of_its_recipient_and_the_sender_only() {
+    let server = chat_server().await;
+    let (mut ada, ..) = join(&server, "lobby", "ada").await;
+    let (mut ada_elsewhere, ..) = join(&server, "kitchen", "ada").await;
+    let (mut bob, ..) = join(&server, "lobby", "bob").await;
+    let (mut bob_elsewhere, ..) = join(&server, "kitchen", "bob").await;
+    let (mut eve, ..) = join(&server, "lobby", "eve").await;
+
+    send_json(&mut ada, &json!({ "message": "psst", "to": "bob" })).await;
+    for client in [&mut bob, &mut bob_elsewhere, &mut ada, &mut ada_elsewhere] {
+        assert_private(&next_message(client).await, "ada", "bob", "psst");
+    }
+    // eve, in the same room, sees the next public message and never the private one.
+    send_json(&mut bob, &json!({ "message": "public" })).await;
+    let got = next_message(&mut eve).await;
+    assert_eq!(got["message"], "public", "eve got {got}");
+    assert!(got.get("private").is_none());
+
+    // To nobody online: an error to the sender alone, nothing sent.
+    send_json(&mut ada, &json!({ "message": "hello?", "to": "nobody" })).await;
+    let error = loop {
+        let got = next_message(&mut ada).await;
+        if got.get("error").is_some() {
+            break got;
+        }
+    };
+    assert_eq!(error["error"], "nobody is not online");
+    // A late joiner's history holds the public message, not the private one.
+    let (_late, history, _) = join(&server, "lobby", "late").await;
+    let texts: Vec<&str> = history
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["public"]);
+}
+
+#[tokio::test]
+async fn a_private_message_crosses_processes_through_redis() {
+    let redis = RedisServer::start().await;
+    let one = chat_server_on_redis(&redis.url()).await;
+    let two = chat_server_on_redis(&redis.url()).await;
+    let (mut ada, ..) = join(&one, "lobby", "ada").await;
+    let (mut ada_on_two, ..) = join(&two, "kitchen", "ada").await;
+    let (mut bob, ..) = join(&two, "lobby", "bob").await;
+    let (mut bob_on_one, ..) = join(&one, "attic", "bob").await;
+
+    send_json(&mut ada, &json!({ "message": "across", "to": "bob" })).await;
+    for client in [&mut bob, &mut bob_on_one, &mut ada, &mut ada_on_two] {
+        assert_private(&next_message(client).await, "ada", "bob", "across");
+    }
+    // Redis' PUBLISH count tells a user with no connection on any process.
+    send_json(&mut bob, &json!({ "message": "hi?", "to": "carol" })).await;
+    let got = next_message(&mut bob).await;
+    assert_eq!(got["error"], "carol is not online", "{got}");
+    // Once bob's tabs are gone, he is offline for everyone.
+    for client in [&mut bob, &mut bob_on_one] {
+        client.close(None).await.unwrap();
+    }
+    drop((bob, bob_on_one));
+    let error = within(async {
+        loop {
+            send_json(&mut ada, &json!({ "message": "still there?", "to": "bob" })).await;
+            let got = next_message(&mut ada).await;
+            if got.get("error").is_some() {
+                return got;
+            }
+        }
+    })
+    .await;
+    assert_eq!(error["error"], "bob is not online");
 }

@@ -29,17 +29,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::{get, post};
+use axum::Extension;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use switchboard::application::WebsocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebsocketConsumer};
 use switchboard::layer::{
-    ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig, RedisChannelLayer, RedisConfig,
+    user_group, InMemoryChannelLayer, InMemoryConfig, LayerHandle, RedisChannelLayer, RedisConfig,
 };
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
 };
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
+use switchboard::StatsHandle;
 
 /// Longest message accepted, in characters.
 const MAX_MESSAGE_CHARS: usize = 2000;
@@ -400,10 +402,25 @@ fn write_batch(
     db.execute_batch("COMMIT")
 }
 
-/// What the browser sends.
+/// What the browser sends: a message for the room, or, with `to`, for one user only.
 #[derive(Deserialize)]
 pub(crate) struct ChatIn {
     message: String,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// A private message, to every connection of `to` and of the sender, in any room or process:
+/// `{"type": "message", "message": .., "user": .., "time": .., "private": true, "to": ..}`. Not
+/// kept in the room's history.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "message")]
+struct PrivateMessage<'a> {
+    message: &'a str,
+    user: &'a str,
+    time: u64,
+    private: bool,
+    to: &'a str,
 }
 
 /// What a user is listed in a room's presence with.
@@ -509,6 +526,10 @@ impl JsonWebsocketConsumer for ChatConsumer {
         self.group = format!("chat_{room}");
         self.room = room;
         let name = user_of(ctx);
+        if ctx.scope().extensions.get::<ChatUser>().is_some() {
+            // Every tab of this user, on any process, is in the user's group: private messages.
+            ctx.group_add(&user_group(&name)).await?;
+        }
         ctx.presence_add(&self.group, &Listed { name }).await?; // joins the group too
         let online: Vec<Online> = ctx
             .presence_list(&self.group)
@@ -547,6 +568,9 @@ impl JsonWebsocketConsumer for ChatConsumer {
             return send_error(ctx, "message too long").await;
         }
         let user = user_of(ctx);
+        if let Some(to) = msg.to.as_deref().map(str::trim).filter(|to| !to.is_empty()) {
+            return private_message(ctx, &user, to, message).await;
+        }
         let stored = self.history.add(&self.room, &user, message).await?;
         ctx.group_send(&self.group, &ChatMessage { stored }).await?;
         Ok(())
@@ -559,6 +583,35 @@ impl JsonWebsocketConsumer for ChatConsumer {
     ) -> switchboard::Result<()> {
         send_error(ctx, &error.to_string()).await
     }
+}
+
+/// Sends `message` from `user` to every connection of `to` and of `user` (all their tabs), or
+/// answers with an error when `to` has none open.
+async fn private_message(
+    ctx: &mut Context,
+    user: &str,
+    to: &str,
+    message: &str,
+) -> switchboard::Result<()> {
+    let event = PrivateMessage {
+        message,
+        user,
+        time: now_ms(),
+        private: true,
+        to,
+    };
+    let signed_in = ctx.scope().extensions.get::<ChatUser>().is_some();
+    let sent = ctx.group_send(&user_group(to), &event).await?;
+    if !sent.reached_anyone() {
+        return send_error(ctx, &format!("{to} is not online")).await;
+    }
+    if !signed_in {
+        // Anonymous senders have no group of their own: this connection alone gets its copy.
+        ctx.send_json(&event).await?;
+    } else if to != user {
+        ctx.group_send(&user_group(user), &event).await?;
+    }
+    Ok(())
 }
 
 async fn send_error(ctx: &mut Context, error: &str) -> switchboard::Result<()> {
@@ -592,19 +645,14 @@ pub(crate) fn websocket_app(
 
 #[derive(Clone)]
 struct AppState {
-    layer: Arc<dyn ChannelLayer>,
     history: History,
-    /// The server's counts, once it runs.
-    stats: Arc<std::sync::OnceLock<switchboard::StatsHandle>>,
 }
 
-/// `GET /metrics`: the server's counts for Prometheus.
-async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+/// `GET /metrics`: the server's counts for Prometheus (the server puts its `StatsHandle` in every
+/// request's extensions).
+async fn metrics(Extension(stats): Extension<StatsHandle>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match state.stats.get() {
-        Some(stats) => switchboard::metrics::response(stats).into_response(),
-        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    switchboard::metrics::response(&stats).into_response()
 }
 
 #[derive(Deserialize)]
@@ -615,6 +663,7 @@ struct Announcement {
 /// `POST /rooms/{room}/announce {"message": "..."}`: stored, and sent to everyone in the room.
 async fn announce(
     State(state): State<AppState>,
+    Extension(layer): Extension<LayerHandle>,
     Path(room): Path<String>,
     axum::Json(body): axum::Json<Announcement>,
 ) -> Result<(StatusCode, axum::Json<StoredMessage>), (StatusCode, String)> {
@@ -630,13 +679,11 @@ async fn announce(
         .add(&room, "announcement", message)
         .await
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
-    let event = Event::new(&ChatMessage {
+    let event = ChatMessage {
         stored: stored.clone(),
-    })
-    .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
-    state
-        .layer
-        .group_send(&format!("chat_{room}"), event)
+    };
+    layer
+        .group_send(&format!("chat_{room}"), &event)
         .await
         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
     Ok((StatusCode::ACCEPTED, axum::Json(stored)))
@@ -656,18 +703,11 @@ fn pages(state: AppState) -> axum::Router {
 }
 
 /// The whole application: axum for pages and announcements, the chat consumer for
-/// `/ws/chat/{room}/`. `layer` must be the one the server gives its consumers.
-pub(crate) fn application(
-    layer: Arc<dyn ChannelLayer>,
-    history: History,
-    allowed_hosts: &[String],
-    stats: Arc<std::sync::OnceLock<switchboard::StatsHandle>>,
-) -> ProtocolTypeRouter {
+/// `/ws/chat/{room}/`. Handlers find the server's layer and counts in their requests.
+pub(crate) fn application(history: History, allowed_hosts: &[String]) -> ProtocolTypeRouter {
     ProtocolTypeRouter::new()
         .http(pages(AppState {
-            layer,
             history: history.clone(),
-            stats,
         }))
         .websocket(websocket_app(history, allowed_hosts))
 }
@@ -677,6 +717,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // No colour codes where stderr is a file or a pipe (logs collected by systemd, CI).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
@@ -690,7 +732,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Limits and timeouts from SWITCHBOARD_* variables (see `ServerConfig::from_env`).
     let config = switchboard::ServerConfig::from_env()?;
     let mut history = History::open(&args.db)?;
-    let layer: Arc<dyn ChannelLayer> = match &args.redis {
+    let layer: LayerHandle = match &args.redis {
         Some(url) => {
             history = history
                 .share_through(url)
@@ -699,9 +741,9 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let config = RedisConfig::new(url.as_str())
                 .capacity(args.capacity.max(1))
                 .process_ttl(Duration::from_secs_f64(args.process_ttl.max(0.1)));
-            Arc::new(RedisChannelLayer::connect(config).await?)
+            LayerHandle::new(RedisChannelLayer::connect(config).await?)
         }
-        None => Arc::new(InMemoryChannelLayer::with_config(
+        None => LayerHandle::new(InMemoryChannelLayer::with_config(
             InMemoryConfig::default().capacity(args.capacity.max(1)),
         )),
     };
@@ -727,17 +769,12 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => String::new(),
         }
     );
-    let stats = Arc::new(std::sync::OnceLock::new());
-    let mut server = switchboard::serve(
-        listener,
-        application(layer.clone(), history.clone(), &hosts, stats.clone()),
-    )
-    .channel_layer(layer)
-    .config(config);
+    let mut server = switchboard::serve(listener, application(history.clone(), &hosts))
+        .channel_layer(layer)
+        .config(config);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         server = server.tls(switchboard::TlsConfig::from_pem_files(cert, key)?);
     }
-    let _ = stats.set(server.stats());
     server
         .with_graceful_shutdown(switchboard::shutdown_signal())
         .await?;

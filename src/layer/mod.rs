@@ -28,6 +28,50 @@
 //!
 //! **Leaving.** Dropping a [`ChannelReceiver`] deletes its channel and takes it out of every group,
 //! so a consumer that goes, however it goes, leaves nothing behind.
+//!
+//! # Users as addresses
+//!
+//! To reach every open connection of one user — all their tabs, on any process — each consumer
+//! of a signed-in user joins the user's group, [`user_group`]`(id)` (Channels' `f"user_{id}"`
+//! pattern, escaped so that any id makes a valid, distinct group name), and anyone sends to it:
+//!
+//! ```
+//! use switchboard::consumer::{Context, WebsocketConsumer};
+//! use switchboard::layer::{user_group, LayerHandle};
+//! use switchboard::websocket::Message;
+//!
+//! /// What the authentication middleware puts in the scope.
+//! #[derive(Clone)]
+//! struct User { id: String }
+//! # let _ = User { id: String::new() };
+//!
+//! struct Notifications;
+//!
+//! #[switchboard::async_trait]
+//! impl WebsocketConsumer for Notifications {
+//!     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+//!         if let Some(user) = ctx.scope().extensions.get::<User>().cloned() {
+//!             ctx.group_add(&user_group(&user.id)).await?; // left when the connection ends
+//!         }
+//!         ctx.accept().await?;
+//!         Ok(())
+//!     }
+//!     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! /// From an HTTP handler, a worker, anywhere: `false` when the user has no connection open.
+//! async fn notify(layer: &LayerHandle, user: &str, text: &str) -> Result<bool, switchboard::layer::LayerError> {
+//!     let event = serde_json::json!({ "type": "notify", "text": text });
+//!     Ok(layer.group_send(&user_group(user), &event).await?.reached_anyone())
+//! }
+//! # let _ = notify;
+//! # let _ = switchboard::routing::UrlRouter::new().route("/ws/notifications/", || Notifications);
+//! ```
+//!
+//! The group is only as private as the id is authenticated: take it from what your
+//! authentication middleware put in the scope, never from what the client says it is.
 
 mod handle;
 mod in_memory;
@@ -180,8 +224,11 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 /// with members of the group, this one included, and the owners of channels added to the group
 /// from elsewhere), as `PUBLISH` reports it; each process then fans it out to its own members
 /// after the call returned, and `queued` counts only named channels (Redis lists) it was pushed
-/// to. So [`reached_anyone`](Self::reached_anyone) is exact on both: `false` means nobody was a
-/// member (a user with no open connection, for a per-user group).
+/// to. So [`reached_anyone`](Self::reached_anyone) answers "was anybody a member?" on both:
+/// `false` means nobody was (a user with no open connection, for a [`user_group`]). On Redis a
+/// process unsubscribes from a group as soon as its last member there leaves; until Redis has
+/// that (a round trip), `PUBLISH` still counts it, so `true` may come a moment after a user's
+/// last connection closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupSent {
@@ -435,6 +482,65 @@ fn check_name(name: &str, kind: NameKind) -> Result<(), LayerError> {
     }
     Ok(())
 }
+
+/// The group that reaches every connection of one user, whoever they are and on whichever process
+/// they are connected: Channels' per-user group (`f"user_{user.id}"`), made safe for any user id.
+///
+/// A consumer adds itself when a user connects (`ctx.group_add(&user_group(&user.id))`, left by
+/// itself on disconnect); anyone then sends to all of that user's tabs with
+/// `group_send(&user_group(id), ..)`, and [`GroupSent::reached_anyone`] says whether the user
+/// had any connection open (on Redis too: it counts the processes `PUBLISH` reached).
+///
+/// The name is `user.` followed by the id with every byte outside ASCII letters, digits and `-`
+/// written as `_XX` (hex), so two ids never share a group. An id whose escaped form would not
+/// fit in a group name ([`MAX_NAME_LENGTH`]) keeps its first 40 escaped characters and ends in
+/// `.h` and 32 hex digits of its SHA-256: still one group per id (the hash resists chosen
+/// collisions).
+///
+/// ```
+/// use switchboard::layer::{user_group, validate_group_name};
+///
+/// assert_eq!(user_group("ada"), "user.ada");
+/// assert_eq!(user_group("Zoë Smith"), "user.Zo_C3_AB_20Smith");
+/// assert_eq!(user_group("a_b"), "user.a_5Fb"); // never the same as the id "a" + "_5F" + "b"...
+/// assert_eq!(user_group("a_5Fb"), "user.a_5F5Fb");
+/// let long = user_group(&"x".repeat(500));
+/// assert!(validate_group_name(&long).is_ok());
+/// assert_ne!(long, user_group(&"x".repeat(501)));
+/// ```
+pub fn user_group(user: &str) -> String {
+    const PREFIX: &str = "user.";
+    const KEPT: usize = 40;
+    let mut name = String::with_capacity(PREFIX.len() + user.len());
+    name.push_str(PREFIX);
+    for byte in user.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            name.push(byte as char);
+        } else {
+            name.push('_');
+            name.push(char::from(HEX[usize::from(byte >> 4)]));
+            name.push(char::from(HEX[usize::from(byte & 15)]));
+        }
+    }
+    if name.len() < MAX_NAME_LENGTH {
+        return name;
+    }
+    let mut cut = PREFIX.len() + KEPT;
+    // Never cut an `_XX` escape in two.
+    while name.as_bytes()[cut - 1] == b'_' || name.as_bytes()[cut - 2] == b'_' {
+        cut -= 1;
+    }
+    name.truncate(cut);
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(user.as_bytes());
+    name.push_str(".h");
+    for byte in &digest[..16] {
+        name.push(char::from(HEX[usize::from(byte >> 4)]));
+        name.push(char::from(HEX[usize::from(byte & 15)]));
+    }
+    name
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Whether `channel` is a process-specific name (one made by [`ChannelLayer::new_channel`]).
 pub fn is_process_specific(channel: &str) -> bool {
@@ -921,5 +1027,42 @@ impl BlockingChannelLayer {
     /// As [`send`](Self::send).
     pub fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
         self.runtime.block_on(self.layer.presence_list(group))
+    }
+}
+
+#[cfg(test)]
+mod user_group_tests {
+    use super::*;
+
+    #[test]
+    fn user_groups_are_valid_and_distinct() {
+        let ids = [
+            "ada",
+            "Ada",
+            "a.b",
+            "a_2Eb",
+            "a b",
+            "Zoë",
+            "名前",
+            "",
+            "-",
+            &"é".repeat(40),
+            &"é".repeat(41),
+            &"x".repeat(94),
+            &"x".repeat(95),
+            &"x".repeat(1000),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            let group = user_group(id);
+            validate_group_name(&group).unwrap_or_else(|e| panic!("{id:?}: {e}"));
+            assert!(seen.insert(group.clone()), "{id:?} shares {group}");
+            assert_eq!(user_group(id), group, "stable");
+        }
+        assert_eq!(
+            user_group(&"x".repeat(94)),
+            format!("user.{}", "x".repeat(94))
+        );
+        assert!(user_group(&"x".repeat(95)).contains(".h"));
     }
 }

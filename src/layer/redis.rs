@@ -58,8 +58,8 @@ pub struct RedisConfig {
     /// How long a process counts as alive after its last heartbeat (for presence lists); it
     /// beats three times per period. Default 30 s.
     pub process_ttl: Duration,
-    /// How often groups that lost their last local member are unsubscribed, and messages found
-    /// lost are logged. Default 30 s.
+    /// How often messages found lost are logged, and groups that lost their last local member
+    /// are checked for (they are also unsubscribed as soon as a member leaves). Default 30 s.
     pub unsubscribe_interval: Duration,
 }
 
@@ -228,6 +228,9 @@ struct Shared {
     listed: Mutex<HashMap<Box<str>, HashSet<Box<str>>>>,
     /// Readers of named channels: the notification their pump waits on.
     pumps: Mutex<HashMap<Box<str>, Arc<Notify>>>,
+    /// Woken when a local channel left a group (or went): unsubscribe from emptied groups now,
+    /// so that `PUBLISH` stops counting this process for them.
+    left_a_group: Notify,
     subscriber_connected: AtomicBool,
     counters: Counters,
     stop: CancellationToken,
@@ -714,6 +717,7 @@ impl RedisChannelLayer {
             received: Mutex::new(Received::default()),
             listed: Mutex::new(HashMap::new()),
             pumps: Mutex::new(HashMap::new()),
+            left_a_group: Notify::new(),
             subscriber_connected: AtomicBool::new(false),
             counters: Counters::default(),
             stop: stop.clone(),
@@ -984,9 +988,10 @@ async fn reap(shared: &Shared, process: &str) -> Result<(), LayerError> {
     Ok(())
 }
 
-/// Every `unsubscribe_interval`: unsubscribes from unused groups, and logs the messages found
-/// lost since the last time (not at each gap: a message overtaken by a later one from the same
-/// process leaves a gap that closes a moment later).
+/// Unsubscribes from groups that lost their last local member as soon as one leaves (notices
+/// that come while it works are taken together), and every `unsubscribe_interval` as well; logs
+/// the messages found lost since the last time then (not at each gap: a message overtaken by a
+/// later one from the same process leaves a gap that closes a moment later).
 async fn unsubscriber(shared: Arc<Shared>) {
     let mut every = tokio::time::interval(shared.config.unsubscribe_interval);
     every.tick().await;
@@ -994,6 +999,7 @@ async fn unsubscriber(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
+            () = shared.left_a_group.notified() => shared.unsubscribe_unused().await,
             _ = every.tick() => {
                 shared.unsubscribe_unused().await;
                 let lost = shared.lost();
@@ -1089,6 +1095,7 @@ impl ChannelLayer for RedisChannelLayer {
             let Some(shared) = weak.upgrade() else {
                 return;
             };
+            shared.left_a_group.notify_one();
             if !lock(&shared.listed).contains_key(name) {
                 return;
             }
@@ -1200,7 +1207,9 @@ impl ChannelLayer for RedisChannelLayer {
             shared.presence_take(group, channel).await?;
         }
         if shared.owns(channel) {
-            return shared.local.group_discard(group, channel).await;
+            shared.local.group_discard(group, channel).await?;
+            shared.left_a_group.notify_one();
+            return Ok(());
         }
         let mut connection = shared.commands.clone();
         shared

@@ -3,8 +3,9 @@
 //
 //   CHAT_BIN=target/debug/examples/chat NODE_PATH=<dir>/node_modules node --test tests/browser/
 //
-// Two pages chat in one room, the presence list follows a page that closes, a late joiner gets
-// the history, and the pages reconnect by themselves after the server restarts.
+// Two pages chat in one room, the presence list follows a page that closes, a private message
+// reaches only its recipient's tabs and the sender's, a late joiner gets the history, and the
+// pages reconnect by themselves after the server restarts.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -79,6 +80,36 @@ test('two pages in one room chat, and presence follows a page that closes', asyn
   await ada.waitForSelector('#log li.note:has-text("bob left")', { timeout: WAIT });
   await ada.close();
   await eve.close();
+});
+
+test('a private message reaches every tab of its recipient and the sender, nobody else', async () => {
+  const ada = await openRoom(browser, address, 'lobby', 'ada');
+  const bob = await openRoom(browser, address, 'lobby', 'bob');
+  const bobElsewhere = await openRoom(browser, address, 'kitchen', 'bob');
+  const eve = await openRoom(browser, address, 'lobby', 'eve');
+  await waitOnline(ada, ['ada', 'bob', 'eve']);
+
+  // A person clicks bob in the online list and types.
+  await ada.click('#online li:text-is("bob")');
+  await ada.waitForSelector('#to.on:has-text("to bob")', { timeout: WAIT });
+  await say(ada, '<img src=x onerror="window.pwned=1"> psst');
+  for (const page of [bob, bobElsewhere, ada]) {
+    await page.waitForSelector('#log li.private:has-text("psst")', { timeout: WAIT });
+    const line = await page.textContent('#log li.private:has-text("psst")');
+    assert.match(line, /^ada → bob/);
+    assert.equal(await page.locator('#log img').count(), 0, 'HTML arrives as text');
+    assert.equal(await page.evaluate(() => window.pwned), undefined, 'nothing executed');
+  }
+  // eve sees bob's next public message and never the private one.
+  await say(bob, 'public again');
+  await eve.waitForSelector('#log li:has-text("public again")', { timeout: WAIT });
+  assert.equal(await eve.locator('#log li:has-text("psst")').count(), 0, 'private stays private');
+
+  // Back to the room: the next message is public.
+  await ada.click('#to-clear');
+  await say(ada, 'to everyone');
+  await eve.waitForSelector('#log li:has-text("to everyone")', { timeout: WAIT });
+  for (const page of [ada, bob, bobElsewhere, eve]) await page.close();
 });
 
 test('a late joiner gets the history; pages reconnect after a restart without duplicates', async () => {
