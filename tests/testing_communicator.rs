@@ -70,7 +70,8 @@ async fn chat_broadcasts_between_communicators_sharing_a_layer() {
     let own_join: Value = carol.receive_json(T).await.unwrap();
     assert_eq!(own_join["type"], "presence.join");
     assert!(carol.receive_nothing(QUIET).await.unwrap());
-    assert_eq!(layer.stats().memberships, 3);
+    // Each in their room and in their own user's group.
+    assert_eq!(layer.stats().memberships, 6);
     for c in [&mut alice, &mut bob, &mut carol] {
         c.disconnect(close_code::NORMAL).await.unwrap();
     }

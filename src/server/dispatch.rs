@@ -117,7 +117,7 @@ impl Dispatcher {
         B::Error: Into<BoxError>,
     {
         if has_token(&request, header::UPGRADE, "websocket") {
-            return self.handle_websocket(request, peer).await;
+            return self.handle_websocket(request, peer, None).await;
         }
         let (mut parts, body) = request.into_parts();
         let info = crate::proxy::client_info(&parts.headers, &parts.uri, peer, &self.proxy);
@@ -141,7 +141,15 @@ impl Dispatcher {
         }
     }
 
-    async fn handle_websocket<B>(&self, mut request: Request<B>, peer: Peer) -> Response<Body> {
+    /// Answers a WebSocket handshake. The connection's bytes come from `upgrade`, or, when it is
+    /// `None`, from hyper's upgrade of the request (the server's and a host's case; the testing
+    /// module passes an in-memory pipe).
+    pub(crate) async fn handle_websocket<B>(
+        &self,
+        mut request: Request<B>,
+        peer: Peer,
+        upgrade: Option<Upgrade>,
+    ) -> Response<Body> {
         let client = peer.client;
         let key = match check_handshake(&request) {
             Ok(key) => key,
@@ -155,18 +163,21 @@ impl Dispatcher {
             self.counters.refused(StatusCode::NOT_FOUND);
             return status_response(StatusCode::NOT_FOUND);
         };
-        if request
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_none()
-        {
-            // A host server that does not hand over upgraded connections (hyper without
-            // `with_upgrades`): accepting would answer 101 and then have no socket.
-            tracing::error!(target: "switchboard::server", "the server carrying this request does not support upgrades: WebSocket refused with 500");
-            self.counters.refused(StatusCode::INTERNAL_SERVER_ERROR);
-            return status_response(StatusCode::INTERNAL_SERVER_ERROR);
-        }
-        let upgrade = Upgrade::Hyper(hyper::upgrade::on(&mut request));
+        let upgrade = match upgrade {
+            Some(upgrade) => upgrade,
+            None if request
+                .extensions()
+                .get::<hyper::upgrade::OnUpgrade>()
+                .is_none() =>
+            {
+                // A host server that does not hand over upgraded connections (hyper without
+                // `with_upgrades`): accepting would answer 101 and then have no socket.
+                tracing::error!(target: "switchboard::server", "the server carrying this request does not support upgrades: WebSocket refused with 500");
+                self.counters.refused(StatusCode::INTERNAL_SERVER_ERROR);
+                return status_response(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            None => Upgrade::Hyper(hyper::upgrade::on(&mut request)),
+        };
         let (parts, _body) = request.into_parts();
         let mut scope = match Scope::from_request_parts(
             Protocol::Websocket,

@@ -25,9 +25,9 @@ use crate::layer::ChannelLayer;
 use crate::routing::ProtocolTypeRouter;
 
 pub use config::{ServerConfig, SlowClientPolicy};
-use dispatch::Dispatcher;
-pub(crate) use dispatch::{ConnectionMeta, Peer, ProxySettings};
+pub(crate) use dispatch::{ConnectionMeta, Dispatcher, Peer, ProxySettings};
 pub use service::{AppService, ShutdownHandle};
+pub(crate) use stats::ServerCounters;
 pub use stats::{HandshakeRefusals, Stats, StatsHandle};
 
 /// Serves `app` on `listener`: HTTP requests and WebSocket handshakes on the same port.

@@ -1,40 +1,4 @@
-//! In-process test helpers for your consumers, as Channels' `channels.testing` (feature
-//! `testing`).
-//!
-//! [`WebsocketCommunicator`] drives any WebSocket application — a consumer factory, a router, a
-//! middleware stack — with no server and no TCP: the application runs on its own task exactly as
-//! under [`serve`](crate::serve), and talks real WebSocket frames over an in-memory pipe. Give
-//! several communicators one layer to test broadcasts.
-//!
-//! ```
-//! use std::time::Duration;
-//! use switchboard::consumer::{Context, WebsocketConsumer};
-//! use switchboard::testing::{Received, WebsocketCommunicator};
-//! use switchboard::websocket::Message;
-//!
-//! #[derive(Default)]
-//! struct Echo;
-//!
-//! #[switchboard::async_trait]
-//! impl WebsocketConsumer for Echo {
-//!     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
-//!         if let Message::Text(text) = message {
-//!             ctx.send_text(text).await?;
-//!         }
-//!         Ok(())
-//!     }
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), switchboard::testing::CommunicatorError> {
-//! let mut client = WebsocketCommunicator::new(Echo::default, "/ws/echo/");
-//! client.connect().await?.expect_accepted();
-//! client.send_text("hello").await?;
-//! assert_eq!(client.receive(Duration::from_secs(1)).await?, Received::Text("hello".into()));
-//! assert!(client.receive_nothing(Duration::from_millis(10)).await?);
-//! client.disconnect(1000).await?;
-//! # Ok(()) }
-//! ```
+//! [`WebsocketCommunicator`]: one WebSocket connection to an application, in process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,21 +6,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::DuplexStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, protocol::Role};
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 
-use crate::application::{
-    ConnectionEnv, Handshake, HandshakeResponse, Upgrade, WebsocketApplication,
-};
+use crate::application::Upgrade;
 use crate::layer::{ChannelLayer, LayerHandle};
-use crate::scope::{Protocol, Scope};
+use crate::routing::ProtocolTypeRouter;
+use crate::server::{Dispatcher, Peer, ServerCounters};
+use crate::ServerConfig;
 
 /// Bytes the in-memory pipe buffers in each direction before a writer waits.
 const PIPE_BYTES: usize = 64 << 10;
@@ -122,9 +83,6 @@ pub enum CommunicatorError {
     /// The application ended the connection (no close frame is left to read).
     #[error("the connection is closed")]
     Closed,
-    /// The application dropped the handshake without answering it.
-    #[error("the application dropped the handshake without answering")]
-    Unanswered,
     /// A message was expected to be JSON text and was not.
     #[error("expected JSON text: {0}")]
     Json(#[from] serde_json::Error),
@@ -137,16 +95,24 @@ pub enum CommunicatorError {
 }
 
 /// Drives one WebSocket connection to an application, in process (Channels'
-/// `WebsocketCommunicator`). See the [module docs](self).
+/// `WebsocketCommunicator`). See the [module docs](super).
+///
+/// The handshake goes through the same steps as under [`serve`](crate::serve): the request's
+/// checks, the scope built from its headers (`Host`, `Origin`, `Sec-WebSocket-Protocol`, cookies),
+/// proxy headers from [`ServerConfig::trusted_proxies`], `root_path`, `max_connections`, and the
+/// WebSocket limits of the [`ServerConfig`] given with [`config`](Self::config).
 pub struct WebsocketCommunicator {
-    app: Arc<dyn WebsocketApplication>,
-    scope: Scope,
+    app: ProtocolTypeRouter,
+    uri: Uri,
+    headers: HeaderMap,
+    client_addr: SocketAddr,
     layer: LayerHandle,
-    shutdown: CancellationToken,
+    config: ServerConfig,
+    /// The server side, made by `connect`.
+    dispatcher: Option<Arc<Dispatcher>>,
     client: Option<WebSocketStream<DuplexStream>>,
     /// What `receive_nothing` saw arrive, for the next `receive`.
     peeked: Option<Frame>,
-    task: Option<JoinHandle<()>>,
 }
 
 type Frame = Option<Result<tungstenite::Message, tungstenite::Error>>;
@@ -154,113 +120,140 @@ type Frame = Option<Result<tungstenite::Message, tungstenite::Error>>;
 impl std::fmt::Debug for WebsocketCommunicator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebsocketCommunicator")
-            .field("path", &self.scope.path)
+            .field("uri", &self.uri)
             .field("connected", &self.client.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl WebsocketCommunicator {
-    /// A communicator for `app` at `path` (which may carry a `?query`), with a fresh
-    /// [`InMemoryChannelLayer`](crate::layer::InMemoryChannelLayer) and client address 127.0.0.1:50000.
+    /// A communicator for `app` — a WebSocket application (a consumer factory, a router, a
+    /// middleware stack) or a whole [`ProtocolTypeRouter`] — at `path` (which may carry a
+    /// `?query`), with a fresh in-memory channel layer, the default [`ServerConfig`], and client
+    /// address 127.0.0.1:50000.
     ///
     /// # Panics
     ///
     /// If `path` is not a valid request target.
     #[track_caller]
-    pub fn new(app: impl WebsocketApplication, path: &str) -> Self {
-        let parts = http::Request::get(path)
-            .body(())
-            .expect("a valid request path")
-            .into_parts()
-            .0;
-        let scope = Scope::from_request_parts(
-            Protocol::Websocket,
-            &parts,
-            Some(SocketAddr::from(([127, 0, 0, 1], 50_000))),
-            Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
-        )
-        .expect("a UTF-8 path");
+    pub fn new(app: impl Into<ProtocolTypeRouter>, path: &str) -> Self {
+        let uri: Uri = path.parse().expect("a valid request path");
         Self {
-            app: Arc::new(app),
-            scope,
+            app: app.into(),
+            uri,
+            headers: HeaderMap::new(),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 50_000)),
             layer: LayerHandle::in_memory(),
-            shutdown: CancellationToken::new(),
+            config: ServerConfig::default(),
+            dispatcher: None,
             client: None,
             peeked: None,
-            task: None,
         }
     }
 
     /// Uses `layer` (share one among communicators to test broadcasts).
+    #[must_use]
     pub fn channel_layer(mut self, layer: impl ChannelLayer) -> Self {
         self.layer = layer.into_handle();
         self
     }
 
-    /// Adds a request header (e.g. `Origin`, `Cookie`, `Authorization`).
+    /// Serves the connection with `config`'s settings, as [`serve`](crate::serve) would.
+    #[must_use]
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a request header (e.g. `Host`, `Origin`, `Cookie`, `Authorization`); the scope reads
+    /// it as the server's would.
+    #[must_use]
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.scope.headers.append(name, value);
+        self.headers.append(name, value);
         self
     }
 
-    /// Requests these subprotocols, in order of preference.
+    /// Requests these subprotocols, in order of preference (the `Sec-WebSocket-Protocol` header).
+    ///
+    /// # Panics
+    ///
+    /// If a protocol is not a valid header value.
+    #[must_use]
+    #[track_caller]
     pub fn subprotocols(mut self, protocols: &[&str]) -> Self {
-        self.scope.subprotocols = protocols.iter().map(|p| (*p).to_owned()).collect();
+        let value = HeaderValue::from_str(&protocols.join(", ")).expect("valid subprotocol names");
+        self.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, value);
         self
     }
 
-    /// Sets the client address the scope reports.
+    /// Sets the client address: the TCP peer the server sees (proxy headers from it are believed
+    /// when it is in [`ServerConfig::trusted_proxies`]).
+    #[must_use]
     pub fn client(mut self, address: SocketAddr) -> Self {
-        self.scope.client = Some(address);
+        self.client_addr = address;
         self
     }
 
-    /// Starts the application and waits for its answer to the handshake.
+    /// Sends the handshake through the application, as the server would, and returns its
+    /// answer; once accepted, the connection runs on its own task.
     ///
     /// # Errors
     ///
-    /// [`CommunicatorError::AlreadyConnected`] on a second call;
-    /// [`CommunicatorError::Unanswered`] if the application dropped the handshake.
+    /// [`CommunicatorError::AlreadyConnected`] on a second call.
     pub async fn connect(&mut self) -> Result<HandshakeOutcome, CommunicatorError> {
-        if self.task.is_some() {
+        if self.dispatcher.is_some() {
             return Err(CommunicatorError::AlreadyConnected);
         }
-        let (client_end, server_end) = tokio::io::duplex(PIPE_BYTES);
-        let (respond, answer) = oneshot::channel();
-        let env = Arc::new(ConnectionEnv {
-            layer: self.layer.clone(),
-            websocket: Default::default(),
-            close_timeout: Duration::from_secs(1),
-            write_timeout: None,
-            ping_interval: None,
-            pong_timeout: Duration::from_secs(20),
-            handshake_timeout: Duration::from_secs(10),
-            shutdown: self.shutdown.clone(),
-            traffic: Arc::default(),
-        });
-        let handshake = Handshake::new(
-            self.scope.clone(),
-            respond,
-            Upgrade::InProcess(server_end),
-            env,
+        let dispatcher = Arc::new(Dispatcher::new(
+            self.app.clone(),
+            self.layer.clone(),
+            self.config.clone(),
+            Arc::new(ServerCounters::default()),
+        ));
+        self.dispatcher = Some(dispatcher.clone());
+        let mut request = http::Request::get(self.uri.clone())
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("a valid request");
+        let headers = request.headers_mut();
+        headers.extend(self.headers.clone());
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
         );
-        self.task = Some(tokio::spawn(self.app.call(handshake)));
-        match answer.await {
-            Ok(HandshakeResponse::Accept {
-                subprotocol,
-                headers,
-            }) => {
-                self.client =
-                    Some(WebSocketStream::from_raw_socket(client_end, Role::Client, None).await);
-                Ok(HandshakeOutcome::Accepted {
-                    subprotocol,
-                    headers,
-                })
-            }
-            Ok(HandshakeResponse::Reject { status }) => Ok(HandshakeOutcome::Rejected(status)),
-            Err(_) => Err(CommunicatorError::Unanswered),
+        headers.insert(
+            header::SEC_WEBSOCKET_KEY,
+            HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="),
+        );
+        let (client_end, server_end) = tokio::io::duplex(PIPE_BYTES);
+        let peer = Peer {
+            client: Some(self.client_addr),
+            local: Some(SocketAddr::from(([127, 0, 0, 1], 8000))),
+            secure: false,
+        };
+        let response = dispatcher
+            .handle_websocket(request, peer, Some(Upgrade::InProcess(server_end)))
+            .await;
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(HandshakeOutcome::Rejected(response.status()));
         }
+        let mut headers = response.headers().clone();
+        let subprotocol = headers
+            .remove(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|p| p.to_str().ok().map(str::to_owned));
+        for standard in [
+            header::CONNECTION,
+            header::UPGRADE,
+            header::SEC_WEBSOCKET_ACCEPT,
+        ] {
+            headers.remove(standard);
+        }
+        self.client = Some(WebSocketStream::from_raw_socket(client_end, Role::Client, None).await);
+        Ok(HandshakeOutcome::Accepted {
+            subprotocol,
+            headers,
+        })
     }
 
     fn socket(&mut self) -> Result<&mut WebSocketStream<DuplexStream>, CommunicatorError> {
@@ -410,7 +403,9 @@ impl WebsocketCommunicator {
     pub async fn shutdown(&mut self) -> Result<Received, CommunicatorError> {
         const LIMIT: Duration = Duration::from_secs(5);
         self.socket()?;
-        self.shutdown.cancel();
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.shutdown();
+        }
         let close = loop {
             if let close @ Received::Close { .. } = self.receive(LIMIT).await? {
                 break close;
@@ -423,23 +418,25 @@ impl WebsocketCommunicator {
         Ok(close)
     }
 
+    /// Waits until the connection's task (its `disconnect` included) has finished.
     async fn wait(&mut self) -> Result<(), CommunicatorError> {
         const LIMIT: Duration = Duration::from_secs(5);
-        if let Some(task) = self.task.as_mut() {
-            tokio::time::timeout(LIMIT, task)
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.tracker.close();
+            tokio::time::timeout(LIMIT, dispatcher.tracker.wait())
                 .await
-                .map_err(|_| CommunicatorError::Timeout(LIMIT))?
-                .map_err(|e| CommunicatorError::Protocol(Box::new(e)))?;
-            self.task = None;
+                .map_err(|_| CommunicatorError::Timeout(LIMIT))?;
         }
         Ok(())
     }
 }
 
 impl Drop for WebsocketCommunicator {
+    /// A communicator dropped while connected shuts its connection down (close 1001), as a
+    /// server stopping would.
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if let Some(dispatcher) = &self.dispatcher {
+            dispatcher.shutdown();
         }
     }
 }
