@@ -1,4 +1,4 @@
-//! Consumer micro-benchmarks, in process (`WebsocketCommunicator`: real WebSocket frames over an
+//! Consumer micro-benchmarks, in process (`WebSocketCommunicator`: real WebSocket frames over an
 //! in-memory pipe, no sockets): handshake through URL routing, and a message round trip.
 //!
 //! `cargo bench --bench consumer`
@@ -8,16 +8,16 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::UrlRouter;
-use switchboard::testing::WebsocketCommunicator;
+use switchboard::testing::WebSocketCommunicator;
 use switchboard::websocket::Message;
 
 #[derive(Default)]
 struct Echo;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Echo {
+impl WebSocketConsumer for Echo {
     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
         if let Message::Text(text) = message {
             ctx.send_text(text).await?;
@@ -49,7 +49,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn handshake(c: &mut Criterion) {
     let rt = runtime();
-    let app: std::sync::Arc<dyn switchboard::application::WebsocketApplication> =
+    let app: std::sync::Arc<dyn switchboard::application::WebSocketApplication> =
         std::sync::Arc::new(router());
     let mut group = c.benchmark_group("handshake");
     group.measurement_time(Duration::from_secs(3));
@@ -57,7 +57,7 @@ fn handshake(c: &mut Criterion) {
     group.bench_function("routed_404", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut client = WebsocketCommunicator::new(app.clone(), "/ws/rooms/a/b/c/");
+                let mut client = WebSocketCommunicator::new(app.clone(), "/ws/rooms/a/b/c/");
                 client.connect().await.unwrap();
             })
         })
@@ -66,7 +66,7 @@ fn handshake(c: &mut Criterion) {
     group.bench_function("nested_route_accept_disconnect", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut client = WebsocketCommunicator::new(app.clone(), "/ws/rooms/lobby/");
+                let mut client = WebSocketCommunicator::new(app.clone(), "/ws/rooms/lobby/");
                 client.connect().await.unwrap().expect_accepted();
                 client.disconnect(1000).await.unwrap();
             })
@@ -77,7 +77,7 @@ fn handshake(c: &mut Criterion) {
 
 fn round_trip(c: &mut Criterion) {
     let rt = runtime();
-    let mut client = WebsocketCommunicator::new(Echo::default, "/ws/echo/");
+    let mut client = WebSocketCommunicator::new(Echo::default, "/ws/echo/");
     rt.block_on(client.connect()).unwrap().expect_accepted();
     let mut group = c.benchmark_group("round_trip");
     group.measurement_time(Duration::from_secs(3));

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard::consumer::{Context, JsonWebsocketConsumer};
+use switchboard::consumer::{Context, JsonWebSocketConsumer};
 use switchboard::layer::LayerHandle;
 use switchboard::routing::UrlRouter;
 use switchboard::{AppService, ShutdownHandle};
@@ -44,7 +44,7 @@ struct ChatMessage {
 }
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for ChatConsumer {
+impl JsonWebSocketConsumer for ChatConsumer {
     type Incoming = ChatIn;
     type Event = ChatMessage;
 

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use clap::Parser;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use switchboard::ServerConfig;
@@ -23,7 +23,7 @@ struct Args {
 struct Echo;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Echo {
+impl WebSocketConsumer for Echo {
     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
         match message {
             Message::Text(text) => ctx.send_text(text).await?,

@@ -2,22 +2,17 @@
 //! are applications, so they nest (as ASGI applications do in Channels).
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio::io::DuplexStream;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::{self, WebsocketConsumer, WebsocketError};
 use crate::layer::LayerHandle;
 use crate::scope::Scope;
 
@@ -28,34 +23,16 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// run the connection) and returns when the connection is over.
 ///
 /// [`UrlRouter`](crate::routing::UrlRouter) is one; so is every consumer factory — any
-/// `Fn() -> C` where `C:` [`WebsocketConsumer`], such as `Chat::default` — which makes one
+/// `Fn() -> C` where `C:` [`WebSocketConsumer`](crate::consumer::WebSocketConsumer), such as `Chat::default` — which makes one
 /// consumer per connection. Middleware implements it by wrapping another application.
-pub trait WebsocketApplication: Send + Sync + 'static {
+pub trait WebSocketApplication: Send + Sync + 'static {
     /// Serves one connection. The server runs the returned future as the connection's own task;
     /// the handshake is answered with the first of `reject`, the consumer's accept, or — if the
     /// handshake is dropped unanswered — HTTP 500.
     fn call(&self, handshake: Handshake) -> BoxFuture<()>;
 }
 
-impl<F, C> WebsocketApplication for F
-where
-    F: Fn() -> C + Send + Sync + 'static,
-    C: WebsocketConsumer,
-{
-    fn call(&self, handshake: Handshake) -> BoxFuture<()> {
-        // A factory that panics fails this handshake (500), not the server's connection task.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(self)) {
-            Ok(consumer) => Box::pin(consumer::run(consumer, handshake)),
-            Err(_) => {
-                tracing::error!(target: "switchboard::consumer", path = %handshake.scope().path, "consumer factory panicked: refused with 500");
-                handshake.reject(http::StatusCode::INTERNAL_SERVER_ERROR);
-                Box::pin(std::future::ready(()))
-            }
-        }
-    }
-}
-
-impl WebsocketApplication for Arc<dyn WebsocketApplication> {
+impl WebSocketApplication for Arc<dyn WebSocketApplication> {
     fn call(&self, handshake: Handshake) -> BoxFuture<()> {
         (**self).call(handshake)
     }
@@ -108,8 +85,8 @@ pub(crate) struct Traffic {
 
 /// The server's side of a pending handshake.
 pub(crate) struct PendingHandshake {
-    respond: oneshot::Sender<HandshakeResponse>,
-    upgrade: Upgrade,
+    pub(crate) respond: oneshot::Sender<HandshakeResponse>,
+    pub(crate) upgrade: Upgrade,
     pub(crate) env: Arc<ConnectionEnv>,
 }
 
@@ -120,52 +97,6 @@ pub(crate) enum Upgrade {
     /// An in-memory pipe to a test client (the `testing` module).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     InProcess(DuplexStream),
-}
-
-/// The byte stream under an accepted WebSocket.
-pub(crate) enum Io {
-    Hyper(TokioIo<hyper::upgrade::Upgraded>),
-    InProcess(DuplexStream),
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Hyper(io) => Pin::new(io).poll_read(cx, buf),
-            Io::InProcess(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Hyper(io) => Pin::new(io).poll_write(cx, buf),
-            Io::InProcess(io) => Pin::new(io).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Hyper(io) => Pin::new(io).poll_flush(cx),
-            Io::InProcess(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Hyper(io) => Pin::new(io).poll_shutdown(cx),
-            Io::InProcess(io) => Pin::new(io).poll_shutdown(cx),
-        }
-    }
 }
 
 /// How a handshake is answered.
@@ -179,9 +110,6 @@ pub(crate) enum HandshakeResponse {
         status: StatusCode,
     },
 }
-
-/// An accepted WebSocket.
-pub(crate) type Socket = WebSocketStream<Io>;
 
 impl Handshake {
     pub(crate) fn new(
@@ -229,26 +157,5 @@ impl PendingHandshake {
     pub(crate) fn reject(self, status: StatusCode) {
         // The client may be gone already; then nobody needs the answer.
         let _ = self.respond.send(HandshakeResponse::Reject { status });
-    }
-
-    /// Answers 101 and waits for hyper to hand over the upgraded connection.
-    pub(crate) async fn accept(
-        self,
-        subprotocol: Option<String>,
-        headers: HeaderMap,
-    ) -> Result<Socket, WebsocketError> {
-        self.respond
-            .send(HandshakeResponse::Accept {
-                subprotocol,
-                headers,
-            })
-            .map_err(|_| WebsocketError::Closed)?;
-        let io = match self.upgrade {
-            Upgrade::Hyper(upgrade) => Io::Hyper(TokioIo::new(
-                upgrade.await.map_err(|_| WebsocketError::Closed)?,
-            )),
-            Upgrade::InProcess(pipe) => Io::InProcess(pipe),
-        };
-        Ok(WebSocketStream::from_raw_socket(io, Role::Server, Some(self.env.websocket)).await)
     }
 }

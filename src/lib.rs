@@ -20,7 +20,7 @@
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
-//! use switchboard::consumer::{Context, JsonWebsocketConsumer};
+//! use switchboard::consumer::{Context, JsonWebSocketConsumer};
 //! use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 //!
 //! #[derive(Default)]
@@ -34,7 +34,7 @@
 //! struct ChatMessage { message: String }
 //!
 //! #[switchboard::async_trait]
-//! impl JsonWebsocketConsumer for Chat {
+//! impl JsonWebSocketConsumer for Chat {
 //!     type Incoming = ChatIn;
 //!     type Event = ChatMessage;
 //!
@@ -73,11 +73,11 @@
 //! | --- | --- |
 //! | `scope` (a dict) | [`Scope`](scope::Scope) (a struct; `extensions` for what middleware adds) |
 //! | `ProtocolTypeRouter`, `URLRouter` | [`routing::ProtocolTypeRouter`], [`routing::UrlRouter`] |
-//! | `AsyncWebsocketConsumer` | [`consumer::WebsocketConsumer`] |
-//! | `AsyncJsonWebsocketConsumer` | [`consumer::JsonWebsocketConsumer`] |
+//! | `AsyncWebsocketConsumer` | [`consumer::WebSocketConsumer`] |
+//! | `AsyncJsonWebsocketConsumer` | [`consumer::JsonWebSocketConsumer`] |
 //! | `self.accept()`, `self.close(code)` | [`Context::accept`](consumer::Context::accept), [`Context::close`](consumer::Context::close) |
 //! | `self.channel_name`, `self.channel_layer` | [`ctx.channel_name()`](consumer::ChannelContext::channel_name), [`ctx.channel_layer()`](consumer::ChannelContext::channel_layer) |
-//! | handler methods named after the event `type` | [`JsonWebsocketConsumer::event`](consumer::JsonWebsocketConsumer::event) with a `#[serde(tag = "type")]` enum |
+//! | handler methods named after the event `type` | [`JsonWebSocketConsumer::event`](consumer::JsonWebSocketConsumer::event) with a `#[serde(tag = "type")]` enum |
 //! | `InMemoryChannelLayer` | [`layer::InMemoryChannelLayer`] |
 //! | `channels_redis.core.RedisChannelLayer` | `layer::RedisChannelLayer` (feature `redis`) |
 //! | `get_channel_layer()` | the layer you pass to [`Serve::channel_layer`] (clone it for HTTP handlers) |
@@ -94,14 +94,12 @@
 
 pub mod application;
 pub mod body;
-mod config;
 pub mod consumer;
 mod error;
 pub mod layer;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod middleware;
-mod proxy;
 pub mod routing;
 pub mod scope;
 mod server;
@@ -119,11 +117,10 @@ pub use async_trait::async_trait;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-pub use config::ConfigError;
 pub use error::{Error, Result};
 pub use server::{
-    serve, shutdown_signal, AppService, HandshakeRefusals, Serve, ServerConfig, ShutdownHandle,
-    SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,
+    serve, shutdown_signal, AppService, ConfigError, HandshakeRefusals, Serve, ServerConfig,
+    ShutdownHandle, SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,
 };
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
-use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+use crate::application::{BoxFuture, Handshake, WebSocketApplication};
 use crate::body::{Body, BoxError};
 use crate::scope::UrlRoute;
 
@@ -15,17 +15,17 @@ type HttpHandler =
     dyn Fn(Request<Body>) -> BoxFuture<Result<Response<Body>, BoxError>> + Send + Sync;
 
 /// The top-level application: HTTP requests go to an HTTP service, WebSocket handshakes to a
-/// [`WebsocketApplication`] (Channels' `ProtocolTypeRouter`).
+/// [`WebSocketApplication`] (Channels' `ProtocolTypeRouter`).
 ///
 /// A protocol with no application is answered with 404.
 ///
 /// ```
 /// use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
-/// # use switchboard::consumer::{Context, WebsocketConsumer};
+/// # use switchboard::consumer::{Context, WebSocketConsumer};
 /// # use switchboard::websocket::Message;
 /// # #[derive(Default)] struct Echo;
 /// # #[async_trait::async_trait]
-/// # impl WebsocketConsumer for Echo {
+/// # impl WebSocketConsumer for Echo {
 /// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 ///
@@ -38,7 +38,7 @@ type HttpHandler =
 #[derive(Default, Clone)]
 pub struct ProtocolTypeRouter {
     http: Option<Arc<HttpHandler>>,
-    websocket: Option<Arc<dyn WebsocketApplication>>,
+    websocket: Option<Arc<dyn WebSocketApplication>>,
 }
 
 impl std::fmt::Debug for ProtocolTypeRouter {
@@ -90,7 +90,7 @@ impl ProtocolTypeRouter {
     }
 
     /// Sends WebSocket handshakes to `app`: a [`UrlRouter`], middleware, or a consumer factory.
-    pub fn websocket(mut self, app: impl WebsocketApplication) -> Self {
+    pub fn websocket(mut self, app: impl WebSocketApplication) -> Self {
         self.websocket = Some(Arc::new(app));
         self
     }
@@ -111,14 +111,14 @@ impl ProtocolTypeRouter {
         }
     }
 
-    pub(crate) fn websocket_app(&self) -> Option<&Arc<dyn WebsocketApplication>> {
+    pub(crate) fn websocket_app(&self) -> Option<&Arc<dyn WebSocketApplication>> {
         self.websocket.as_ref()
     }
 }
 
 /// A WebSocket application alone (a [`UrlRouter`], middleware, a consumer factory) is a
 /// `ProtocolTypeRouter` that answers plain HTTP requests with 404.
-impl<A: WebsocketApplication> From<A> for ProtocolTypeRouter {
+impl<A: WebSocketApplication> From<A> for ProtocolTypeRouter {
     fn from(app: A) -> Self {
         Self::new().websocket(app)
     }
@@ -140,7 +140,7 @@ pub(crate) fn status_response(status: StatusCode) -> Response<Body> {
 const NEST_REST: &str = "__switchboard_nested_rest";
 
 struct Route {
-    app: Arc<dyn WebsocketApplication>,
+    app: Arc<dyn WebSocketApplication>,
     /// The router this route hands the rest of the path to, for a `nest`.
     nested: Option<Arc<UrlRouter>>,
 }
@@ -153,16 +153,16 @@ struct Route {
 ///
 /// ```
 /// use switchboard::routing::UrlRouter;
-/// # use switchboard::consumer::{Context, WebsocketConsumer};
+/// # use switchboard::consumer::{Context, WebSocketConsumer};
 /// # use switchboard::websocket::Message;
 /// # #[derive(Default)] struct Chat;
 /// # #[async_trait::async_trait]
-/// # impl WebsocketConsumer for Chat {
+/// # impl WebSocketConsumer for Chat {
 /// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 /// # #[derive(Default)] struct Files;
 /// # #[async_trait::async_trait]
-/// # impl WebsocketConsumer for Files {
+/// # impl WebSocketConsumer for Files {
 /// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 ///
@@ -197,7 +197,7 @@ impl UrlRouter {
     /// If `path` is not a valid matchit route or conflicts with one already added (a programmer
     /// error, caught at startup).
     #[track_caller]
-    pub fn route(mut self, path: &str, app: impl WebsocketApplication) -> Self {
+    pub fn route(mut self, path: &str, app: impl WebSocketApplication) -> Self {
         self.insert(path, Arc::new(app), None);
         self
     }
@@ -257,7 +257,7 @@ impl UrlRouter {
         assert!(prefix.starts_with('/'), "nest prefix must start with '/'");
         let prefix = prefix.trim_end_matches('/');
         let router = Arc::new(router);
-        let app: Arc<dyn WebsocketApplication> = router.clone();
+        let app: Arc<dyn WebSocketApplication> = router.clone();
         if !prefix.is_empty() {
             self.insert(prefix, app.clone(), Some(router.clone()));
         }
@@ -270,7 +270,7 @@ impl UrlRouter {
     fn insert(
         &mut self,
         path: &str,
-        app: Arc<dyn WebsocketApplication>,
+        app: Arc<dyn WebSocketApplication>,
         nested: Option<Arc<UrlRouter>>,
     ) {
         if let Err(error) = self.routes.insert(path, Route { app, nested }) {
@@ -279,7 +279,7 @@ impl UrlRouter {
     }
 }
 
-impl WebsocketApplication for UrlRouter {
+impl WebSocketApplication for UrlRouter {
     fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
         let scope = handshake.scope_mut();
         let (path, offset) = (std::mem::take(&mut scope.path), scope.route_offset);

@@ -59,8 +59,7 @@ use tokio::sync::mpsc;
 
 use crate::consumer::{guarded, ChannelContext, Failure};
 use crate::layer::{ChannelLayer, ChannelReceiver};
-use crate::scope::{Protocol, Scope};
-use crate::server::ConnectionMeta;
+use crate::scope::{proxy, ConnectionMeta, Protocol, Scope};
 
 /// How often a comment line is sent on an idle stream, so that proxies keep it open and a
 /// departed client is noticed.
@@ -335,7 +334,7 @@ pub async fn respond<C: SseConsumer>(
         if meta.secure {
             scope.scheme = "https";
         }
-        crate::proxy::apply(&mut scope, &meta.proxy);
+        proxy::apply(&mut scope, &meta.proxy);
     }
     let layer = layer.into_handle();
     let inbox = match layer.new_channel().await {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{recv_json, recv_text, text, within, TestServer};
 use serde_json::{json, Value};
-use switchboard::consumer::{Context, WebsocketConsumer, WebsocketError};
+use switchboard::consumer::{Context, WebSocketConsumer, WebSocketError};
 use switchboard::layer::{BlockingChannelLayer, Event};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
@@ -22,7 +22,7 @@ static WORK_GATE: Semaphore = Semaphore::const_new(0);
 struct Worker;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Worker {
+impl WebSocketConsumer for Worker {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         ctx.group_add("everyone").await?;
         let name = ctx.scope().query_param("name").unwrap_or_default();
@@ -68,7 +68,7 @@ impl WebsocketConsumer for Worker {
                     let late = handle.send_text("late").await;
                     let report = AFTER_CLOSE.lock().unwrap().take();
                     if let Some(report) = report {
-                        let _ = report.send(matches!(late, Err(WebsocketError::Closed)));
+                        let _ = report.send(matches!(late, Err(WebSocketError::Closed)));
                     }
                 });
             }

@@ -8,7 +8,7 @@ use common::{
     disconnected, next_note, notes, recv_close, recv_text, text, until_closed, within, Note,
     Observed, TestServer,
 };
-use switchboard::consumer::{AcceptOptions, Context, WebsocketConsumer, WebsocketError};
+use switchboard::consumer::{AcceptOptions, Context, WebSocketConsumer, WebSocketError};
 use switchboard::layer::{ChannelLayer, Event};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::{client::IntoClientRequest, protocol::CloseF
 struct Scripted;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Scripted {
+impl WebSocketConsumer for Scripted {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         match ctx.scope().query_param("connect").as_deref() {
             None | Some("accept") => ctx.accept().await?,
@@ -34,7 +34,7 @@ impl WebsocketConsumer for Scripted {
                 let wrong = ctx.accept_subprotocol("nobody-asked").await;
                 assert!(matches!(
                     wrong,
-                    Err(WebsocketError::UnrequestedSubprotocol(_))
+                    Err(WebSocketError::UnrequestedSubprotocol(_))
                 ));
                 let choice = ctx.scope().subprotocols.last().cloned().unwrap();
                 ctx.accept_with(AcceptOptions::new().subprotocol(choice).header(
@@ -43,7 +43,7 @@ impl WebsocketConsumer for Scripted {
                 ))
                 .await?;
                 let again = ctx.accept().await;
-                assert!(matches!(again, Err(WebsocketError::AlreadyAnswered)));
+                assert!(matches!(again, Err(WebSocketError::AlreadyAnswered)));
             }
             Some(other) => panic!("unknown connect mode {other}"),
         }
@@ -70,7 +70,7 @@ impl WebsocketConsumer for Scripted {
                 // Closed: further sends fail, and no message or event reaches us any more.
                 assert!(matches!(
                     ctx.send_text("late").await,
-                    Err(WebsocketError::Closed)
+                    Err(WebSocketError::Closed)
                 ));
             }
             (Some("error"), ..) => return Err(switchboard::Error::msg("receive failed")),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{recv_text, text, within, TestServer};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 struct Echo;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Echo {
+impl WebSocketConsumer for Echo {
     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
         match message {
             Message::Text(t) => ctx.send_text(t).await?,

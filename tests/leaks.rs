@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{text, within, TestServer};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::Event;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
@@ -19,7 +19,7 @@ struct Member {
 }
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Member {
+impl WebSocketConsumer for Member {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         self.room = format!("room_{}", ctx.scope().url_route.get("room").unwrap_or("0"));
         ctx.presence_add(&self.room, &serde_json::json!({ "n": 1 }))

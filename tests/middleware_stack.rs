@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{handshake_status, recv, within, TestServer};
 use futures_util::SinkExt;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, CookieMiddleware, Cookies,
     OriginValidator, TokenSource,
@@ -25,7 +25,7 @@ struct User {
 struct WhoAmI;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for WhoAmI {
+impl WebSocketConsumer for WhoAmI {
     async fn receive(&mut self, ctx: &mut Context, _: Message) -> switchboard::Result<()> {
         let scope = ctx.scope();
         let user = scope

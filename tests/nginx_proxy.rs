@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::redis_server::RedisServer;
 use common::{recv_json, send_json, within, Client, TestServer};
 use serde_json::json;
-use switchboard::application::{BoxFuture, Handshake, WebsocketApplication};
+use switchboard::application::{BoxFuture, Handshake, WebSocketApplication};
 use switchboard::layer::{RedisChannelLayer, RedisConfig};
 use switchboard::routing::ProtocolTypeRouter;
 use switchboard::ServerConfig;
@@ -32,7 +32,7 @@ struct SeenClients<A> {
     seen: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
-impl<A: WebsocketApplication> WebsocketApplication for SeenClients<A> {
+impl<A: WebSocketApplication> WebSocketApplication for SeenClients<A> {
     fn call(&self, handshake: Handshake) -> BoxFuture<()> {
         if let Some(client) = handshake.scope().client {
             self.seen.lock().unwrap().push(client);

@@ -5,7 +5,7 @@ mod common;
 
 use common::{recv_json, TestServer};
 use serde_json::json;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::middleware::OriginValidator;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 struct Reporter;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Reporter {
+impl WebSocketConsumer for Reporter {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         ctx.accept().await?;
         let scope = ctx.scope();

@@ -5,7 +5,7 @@ mod common;
 
 use common::{handshake_status, recv, within, TestServer};
 use futures_util::SinkExt;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 struct Describe(&'static str);
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Describe {
+impl WebSocketConsumer for Describe {
     async fn receive(&mut self, ctx: &mut Context, _: Message) -> switchboard::Result<()> {
         let scope = ctx.scope();
         let params: Vec<String> = scope

@@ -9,7 +9,7 @@ use common::{
     disconnected, handshake_status, notes, recv_text, text, within, Note, Observed, TestServer,
 };
 use futures_util::StreamExt;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::{ChannelLayer, InMemoryChannelLayer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite;
 struct Echo;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Echo {
+impl WebSocketConsumer for Echo {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         if ctx.scope().query_param("connect").as_deref() == Some("hang") {
             std::future::pending::<()>().await;

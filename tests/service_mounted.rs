@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use common::{connect_to, get, handshake_status, recv_close, recv_json, send_json, within, Client};
 use serde_json::json;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::LayerHandle;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
@@ -121,7 +121,7 @@ async fn shutting_down_the_host_closes_mounted_websockets_with_1001() {
 struct WhoAmI;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for WhoAmI {
+impl WebSocketConsumer for WhoAmI {
     async fn receive(&mut self, ctx: &mut Context, _: Message) -> switchboard::Result<()> {
         let scope = ctx.scope();
         let answer = json!({
@@ -171,7 +171,7 @@ async fn a_whole_protocol_type_router_mounts_as_the_fallback_with_the_server_ext
     #[derive(Default)]
     struct Member;
     #[switchboard::async_trait]
-    impl WebsocketConsumer for Member {
+    impl WebSocketConsumer for Member {
         async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
             ctx.group_add("room_lobby").await?;
             ctx.accept().await?;

@@ -6,14 +6,14 @@ mod common;
 use std::future::IntoFuture;
 
 use common::{recv_close, within};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 
 struct Accepting;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Accepting {
+impl WebSocketConsumer for Accepting {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         ctx.accept().await?;
         Ok(())

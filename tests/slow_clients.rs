@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{disconnected, notes, recv_json, within, Note, Observed, TestServer};
-use switchboard::consumer::{Context, JsonWebsocketConsumer};
+use switchboard::consumer::{Context, JsonWebSocketConsumer};
 use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::close_code;
@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 struct Member;
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for Member {
+impl JsonWebSocketConsumer for Member {
     type Incoming = serde::de::IgnoredAny;
     type Event = serde::de::IgnoredAny;
     const FORWARDED_EVENTS: &'static [&'static str] = &["big"];

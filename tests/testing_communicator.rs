@@ -1,4 +1,4 @@
-//! `WebsocketCommunicator`: the chat consumer and a scripted one, driven in process, no sockets.
+//! `WebSocketCommunicator`: the chat consumer and a scripted one, driven in process, no sockets.
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/chat/main.rs"]
@@ -7,23 +7,23 @@ mod chat;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::{ChannelLayer, InMemoryChannelLayer};
-use switchboard::testing::{CommunicatorError, HandshakeOutcome, Received, WebsocketCommunicator};
+use switchboard::testing::{CommunicatorError, HandshakeOutcome, Received, WebSocketCommunicator};
 use switchboard::websocket::{close_code, Message};
 
 const T: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(50);
 
 /// The chat's whole WebSocket stack (origin check, names, routes), over an in-memory database.
-fn chat_app() -> impl switchboard::application::WebsocketApplication {
+fn chat_app() -> impl switchboard::application::WebSocketApplication {
     let history = chat::History::open(std::path::Path::new(":memory:")).unwrap();
     chat::websocket_app(history, &["localhost".to_owned()])
 }
 
 /// A communicator for the chat at `path`, from a page on localhost.
-fn chat_client(path: &str, layer: &InMemoryChannelLayer) -> WebsocketCommunicator {
-    WebsocketCommunicator::new(chat_app(), path)
+fn chat_client(path: &str, layer: &InMemoryChannelLayer) -> WebSocketCommunicator {
+    WebSocketCommunicator::new(chat_app(), path)
         .channel_layer(layer.clone())
         .header(
             http::header::ORIGIN,
@@ -32,7 +32,7 @@ fn chat_client(path: &str, layer: &InMemoryChannelLayer) -> WebsocketCommunicato
 }
 
 /// The next chat message, skipping presence traffic.
-async fn next_message(client: &mut WebsocketCommunicator) -> Value {
+async fn next_message(client: &mut WebSocketCommunicator) -> Value {
     loop {
         let got: Value = client.receive_json(T).await.unwrap();
         if got["type"] == "message" || got.get("error").is_some() {
@@ -114,7 +114,7 @@ async fn refusals_come_back_as_statuses() {
         bad_room.send_text("x").await,
         Err(CommunicatorError::NotConnected)
     ));
-    let mut foreign = WebsocketCommunicator::new(chat_app(), "/ws/chat/lobby/").header(
+    let mut foreign = WebSocketCommunicator::new(chat_app(), "/ws/chat/lobby/").header(
         http::header::ORIGIN,
         http::HeaderValue::from_static("https://evil.example"),
     );
@@ -129,7 +129,7 @@ async fn refusals_come_back_as_statuses() {
 struct Picky;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Picky {
+impl WebSocketConsumer for Picky {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         match ctx.scope().subprotocols.last().cloned() {
             Some(p) => ctx.accept_subprotocol(&p).await?,
@@ -156,7 +156,7 @@ impl WebsocketConsumer for Picky {
 
 #[tokio::test]
 async fn subprotocols_messages_and_server_close() {
-    let mut client = WebsocketCommunicator::new(Picky::default, "/ws/").subprotocols(&["v1", "v2"]);
+    let mut client = WebSocketCommunicator::new(Picky::default, "/ws/").subprotocols(&["v1", "v2"]);
     assert_eq!(
         client.connect().await.unwrap().expect_accepted().as_deref(),
         Some("v2")
@@ -216,7 +216,7 @@ async fn shutdown_closes_with_1001_and_leaves_nothing_behind() {
 struct Forwarder;
 
 #[switchboard::async_trait]
-impl switchboard::consumer::JsonWebsocketConsumer for Forwarder {
+impl switchboard::consumer::JsonWebSocketConsumer for Forwarder {
     type Incoming = serde::de::IgnoredAny;
     type Event = serde::de::IgnoredAny;
     const FORWARDED_EVENTS: &'static [&'static str] = &["note"];
@@ -239,7 +239,7 @@ impl switchboard::consumer::JsonWebsocketConsumer for Forwarder {
 struct Wrapper<C>(C);
 
 #[switchboard::async_trait]
-impl<C: WebsocketConsumer> WebsocketConsumer for Wrapper<C> {
+impl<C: WebSocketConsumer> WebSocketConsumer for Wrapper<C> {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         self.0.connect(ctx).await
     }
@@ -260,9 +260,9 @@ async fn forwarded_events_reach_the_client_through_a_wrapper_that_does_not_know_
     let layer = InMemoryChannelLayer::new();
     for app in [true, false] {
         let mut client = if app {
-            WebsocketCommunicator::new(Forwarder::default, "/ws/")
+            WebSocketCommunicator::new(Forwarder::default, "/ws/")
         } else {
-            WebsocketCommunicator::new(|| Wrapper(Forwarder), "/ws/")
+            WebSocketCommunicator::new(|| Wrapper(Forwarder), "/ws/")
         }
         .channel_layer(layer.clone());
         client.connect().await.unwrap().expect_accepted();

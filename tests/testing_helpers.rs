@@ -1,5 +1,5 @@
 //! The testing helpers a Channels user expects: `HttpCommunicator` (requests and event streams
-//! through a whole `ProtocolTypeRouter`), `WebsocketCommunicator` building its scope as the server
+//! through a whole `ProtocolTypeRouter`), `WebSocketCommunicator` building its scope as the server
 //! does (Host, subprotocol header, proxy settings, `ServerConfig` limits, a whole router), and
 //! `TestServer` on a real port.
 
@@ -10,13 +10,13 @@ use axum::Extension;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::{user_group, ChannelLayer, InMemoryChannelLayer, LayerHandle};
 use switchboard::middleware::OriginValidator;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::sse::{self, SseConsumer, SseContext, SseEvent};
 use switchboard::testing::{
-    HandshakeOutcome, HttpCommunicator, Received, TestServer, WebsocketCommunicator,
+    HandshakeOutcome, HttpCommunicator, Received, TestServer, WebSocketCommunicator,
 };
 use switchboard::websocket::{close_code, Message};
 use switchboard::ServerConfig;
@@ -28,7 +28,7 @@ const T: Duration = Duration::from_secs(5);
 struct Inbox;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Inbox {
+impl WebSocketConsumer for Inbox {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         if let Some(user) = ctx.scope().query_param("user") {
             ctx.group_add(&user_group(&user)).await?;
@@ -138,7 +138,7 @@ async fn http_communicator_reaches_handlers_websockets_and_event_streams_through
         (hello.event.as_deref(), hello.data.as_str()),
         (Some("hello"), "ready")
     );
-    let mut tab = WebsocketCommunicator::new(notifications_app(), "/ws/inbox/?user=ada")
+    let mut tab = WebSocketCommunicator::new(notifications_app(), "/ws/inbox/?user=ada")
         .channel_layer(layer.clone());
     tab.connect().await.unwrap().expect_accepted();
 
@@ -174,7 +174,7 @@ async fn websocket_communicator_builds_the_scope_as_the_server_does() {
         )
         .allow_same_origin(),
     );
-    let mut same = WebsocketCommunicator::new(app.clone(), "/ws/inbox/")
+    let mut same = WebSocketCommunicator::new(app.clone(), "/ws/inbox/")
         .header(
             http::header::HOST,
             http::HeaderValue::from_static("chat.example"),
@@ -194,7 +194,7 @@ async fn websocket_communicator_builds_the_scope_as_the_server_does() {
     assert_eq!(report["subprotocols"], json!(["v2.chat", "v1.chat"]));
     same.disconnect(close_code::NORMAL).await.unwrap();
 
-    let mut other = WebsocketCommunicator::new(app, "/ws/inbox/")
+    let mut other = WebSocketCommunicator::new(app, "/ws/inbox/")
         .header(
             http::header::HOST,
             http::HeaderValue::from_static("chat.example"),
@@ -215,7 +215,7 @@ async fn websocket_communicator_applies_server_config() {
     let mut config = ServerConfig::default();
     config.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
     config.max_message_size = 64;
-    let mut client = WebsocketCommunicator::new(Inbox::default, "/ws/")
+    let mut client = WebSocketCommunicator::new(Inbox::default, "/ws/")
         .config(config)
         .client("10.1.2.3:4000".parse().unwrap())
         .header(

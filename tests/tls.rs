@@ -8,7 +8,7 @@ use std::sync::Arc;
 use common::within;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use switchboard::TlsConfig;
@@ -19,7 +19,7 @@ use tokio_rustls::rustls;
 struct Echo;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Echo {
+impl WebSocketConsumer for Echo {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         ctx.accept().await?;
         let scheme = ctx.scope().scheme;

@@ -15,7 +15,7 @@ use common::redis_server::RedisServer;
 use common::{get, handshake_status, post_json, recv_json, send_json, within, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard::consumer::{Context, InvalidMessage, JsonWebsocketConsumer};
+use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
 use switchboard::layer::{user_group, LayerHandle, RedisChannelLayer, RedisConfig};
 use switchboard::middleware::{authenticator_fn, AuthMiddleware, TokenSource};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
@@ -47,7 +47,7 @@ struct LocationUpdate {
 }
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for LocationConsumer {
+impl JsonWebSocketConsumer for LocationConsumer {
     type Incoming = Position;
     type Event = LocationUpdate;
 
@@ -142,7 +142,7 @@ struct SensorReading {
 }
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for SensorDataConsumer {
+impl JsonWebSocketConsumer for SensorDataConsumer {
     type Incoming = Reading;
     type Event = SensorReading;
 
@@ -309,7 +309,7 @@ struct Said {
 }
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for MessagesConsumer {
+impl JsonWebSocketConsumer for MessagesConsumer {
     type Incoming = Say;
     type Event = Said;
 
@@ -440,7 +440,7 @@ struct Notification {
 }
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for NotificationsConsumer {
+impl JsonWebSocketConsumer for NotificationsConsumer {
     type Incoming = serde::de::IgnoredAny;
     type Event = Notification;
 

@@ -7,7 +7,7 @@ use axum::routing::post;
 use common::{recv_json, within, TestServer};
 use serde::Deserialize;
 use serde_json::json;
-use switchboard::consumer::{ChannelContext, Context, WebsocketConsumer};
+use switchboard::consumer::{ChannelContext, Context, WebSocketConsumer};
 use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer, InMemoryConfig, LayerError};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
@@ -200,7 +200,7 @@ fn a_channel_is_routed_once() {
 struct Listener;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Listener {
+impl WebSocketConsumer for Listener {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         ctx.group_add("results").await?;
         ctx.accept().await?;

@@ -32,8 +32,8 @@ use axum::routing::{get, post};
 use axum::Extension;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
-use switchboard::application::WebsocketApplication;
-use switchboard::consumer::{Context, InvalidMessage, JsonWebsocketConsumer};
+use switchboard::application::WebSocketApplication;
+use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
 use switchboard::layer::{
     user_group, InMemoryChannelLayer, InMemoryConfig, LayerHandle, RedisChannelLayer, RedisConfig,
 };
@@ -504,7 +504,7 @@ fn user_of(ctx: &Context) -> String {
 }
 
 #[switchboard::async_trait]
-impl JsonWebsocketConsumer for ChatConsumer {
+impl JsonWebSocketConsumer for ChatConsumer {
     type Incoming = ChatIn;
     /// Every event this consumer gets is forwarded as it is (below); none is parsed.
     type Event = serde::de::IgnoredAny;
@@ -624,7 +624,7 @@ async fn send_error(ctx: &mut Context, error: &str) -> switchboard::Result<()> {
 pub(crate) fn websocket_app(
     history: History,
     allowed_hosts: &[String],
-) -> impl WebsocketApplication {
+) -> impl WebSocketApplication {
     let names = authenticator_fn(|name: String| async move {
         Ok(clean_name(&name).map(|name| ChatUser { name }))
     });

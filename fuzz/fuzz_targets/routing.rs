@@ -5,14 +5,14 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::UrlRouter;
 use switchboard::websocket::Message;
 
 struct Nobody;
 
 #[switchboard::async_trait]
-impl WebsocketConsumer for Nobody {
+impl WebSocketConsumer for Nobody {
     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> {
         Ok(())
     }

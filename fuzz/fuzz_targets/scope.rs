@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (parts, ()) = request.into_parts();
-    if let Ok(scope) = Scope::from_request_parts(Protocol::Websocket, &parts, None, None) {
+    if let Ok(scope) = Scope::from_request_parts(Protocol::WebSocket, &parts, None, None) {
         assert_eq!(scope.raw_path, parts.uri.path());
         let _ = scope.query_pairs().count();
         let _ = scope.query_param("token");

@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite;
 
 use tokio::sync::mpsc;
 
+use super::connection::{self, Socket};
 use super::ChannelContext;
-use crate::application::{PendingHandshake, Socket, Traffic};
+use crate::application::{PendingHandshake, Traffic};
 use crate::layer::LayerHandle;
 use crate::scope::Scope;
 use crate::websocket::{close_code, truncate_reason, Utf8Bytes};
@@ -20,7 +21,7 @@ use crate::websocket::{close_code, truncate_reason, Utf8Bytes};
 /// An error from a [`Context`] socket operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum WebsocketError {
+pub enum WebSocketError {
     /// A send before the connection was accepted.
     #[error("the connection has not been accepted")]
     NotAccepted,
@@ -96,7 +97,7 @@ pub(crate) enum Phase {
 ///
 /// It dereferences to a [`ChannelContext`] for the layer side (`ctx.group_add(..)`,
 /// `ctx.group_send(..)`, `ctx.channel_name()`, presence). Socket methods fail with
-/// [`WebsocketError`]; layer methods with [`LayerError`](crate::layer::LayerError). Both convert
+/// [`WebSocketError`]; layer methods with [`LayerError`](crate::layer::LayerError). Both convert
 /// into [`crate::Error`], so `?` works in handlers. Socket methods take `&mut self`: the context
 /// owns the socket, which is `Send` but not `Sync`.
 pub struct Context {
@@ -189,9 +190,9 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::AlreadyAnswered`] after an earlier accept or close;
-    /// [`WebsocketError::Closed`] if the client left during the handshake.
-    pub async fn accept(&mut self) -> Result<(), WebsocketError> {
+    /// [`WebSocketError::AlreadyAnswered`] after an earlier accept or close;
+    /// [`WebSocketError::Closed`] if the client left during the handshake.
+    pub async fn accept(&mut self) -> Result<(), WebSocketError> {
         self.accept_with(AcceptOptions::new()).await
     }
 
@@ -200,9 +201,9 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::UnrequestedSubprotocol`] if the client did not ask for it (the handshake
+    /// [`WebSocketError::UnrequestedSubprotocol`] if the client did not ask for it (the handshake
     /// stays pending); otherwise as [`accept`](Self::accept).
-    pub async fn accept_subprotocol(&mut self, protocol: &str) -> Result<(), WebsocketError> {
+    pub async fn accept_subprotocol(&mut self, protocol: &str) -> Result<(), WebSocketError> {
         self.accept_with(AcceptOptions::new().subprotocol(protocol))
             .await
     }
@@ -212,21 +213,21 @@ impl Context {
     /// # Errors
     ///
     /// As [`accept_subprotocol`](Self::accept_subprotocol).
-    pub async fn accept_with(&mut self, options: AcceptOptions) -> Result<(), WebsocketError> {
+    pub async fn accept_with(&mut self, options: AcceptOptions) -> Result<(), WebSocketError> {
         if let Some(protocol) = &options.subprotocol {
             if !self.scope.subprotocols.iter().any(|p| p == protocol) {
-                return Err(WebsocketError::UnrequestedSubprotocol(protocol.clone()));
+                return Err(WebSocketError::UnrequestedSubprotocol(protocol.clone()));
             }
         }
         let pending = match std::mem::replace(&mut self.phase, Phase::Closed) {
             Phase::Pending(pending) => pending,
             other => {
                 self.phase = other;
-                return Err(WebsocketError::AlreadyAnswered);
+                return Err(WebSocketError::AlreadyAnswered);
             }
         };
         // On failure the client is gone and the phase stays `Closed`.
-        let socket = pending.accept(options.subprotocol, options.headers).await?;
+        let socket = connection::accept(pending, options.subprotocol, options.headers).await?;
         self.phase = Phase::Open(socket);
         Ok(())
     }
@@ -235,9 +236,9 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::NotAccepted`] before accept; [`WebsocketError::Closed`] once closing or
-    /// closed; [`WebsocketError::Transport`] if the write fails (the connection then ends).
-    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), WebsocketError> {
+    /// [`WebSocketError::NotAccepted`] before accept; [`WebSocketError::Closed`] once closing or
+    /// closed; [`WebSocketError::Transport`] if the write fails (the connection then ends).
+    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), WebSocketError> {
         self.send_frame(tungstenite::Message::Text(text.into().into_tungstenite()))
             .await
     }
@@ -247,7 +248,7 @@ impl Context {
     /// # Errors
     ///
     /// As [`send_text`](Self::send_text).
-    pub async fn send_binary(&mut self, bytes: impl Into<Bytes>) -> Result<(), WebsocketError> {
+    pub async fn send_binary(&mut self, bytes: impl Into<Bytes>) -> Result<(), WebSocketError> {
         self.send_frame(tungstenite::Message::Binary(bytes.into()))
             .await
     }
@@ -256,12 +257,12 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::Json`] if it does not serialize; otherwise as
+    /// [`WebSocketError::Json`] if it does not serialize; otherwise as
     /// [`send_text`](Self::send_text).
     pub async fn send_json<T: Serialize + ?Sized>(
         &mut self,
         value: &T,
-    ) -> Result<(), WebsocketError> {
+    ) -> Result<(), WebSocketError> {
         let text = serde_json::to_string(value)?;
         self.send_text(text).await
     }
@@ -269,11 +270,11 @@ impl Context {
     pub(crate) async fn send_frame(
         &mut self,
         frame: tungstenite::Message,
-    ) -> Result<(), WebsocketError> {
+    ) -> Result<(), WebSocketError> {
         let socket = match &mut self.phase {
             Phase::Open(socket) => socket,
-            Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
-            _ => return Err(WebsocketError::Closed),
+            Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
+            _ => return Err(WebSocketError::Closed),
         };
         let written = bounded(self.write_timeout, socket.send(frame)).await;
         self.unflushed += 1; // `send` writes out what was buffered too
@@ -287,7 +288,7 @@ impl Context {
     fn settle_write(
         &mut self,
         written: Option<Result<(), tungstenite::Error>>,
-    ) -> Result<(), WebsocketError> {
+    ) -> Result<(), WebSocketError> {
         match written {
             Some(Ok(())) => Ok(()),
             Some(Err(error)) => {
@@ -303,7 +304,7 @@ impl Context {
                 );
                 self.phase = Phase::Closed;
                 self.dropped_with = Some(close_code::TRY_AGAIN_LATER);
-                Err(WebsocketError::SlowClient)
+                Err(WebSocketError::SlowClient)
             }
         }
     }
@@ -316,12 +317,12 @@ impl Context {
     /// # Errors
     ///
     /// As [`send_text`](Self::send_text).
-    pub async fn feed_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), WebsocketError> {
+    pub async fn feed_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), WebSocketError> {
         let frame = tungstenite::Message::Text(text.into().into_tungstenite());
         let socket = match &mut self.phase {
             Phase::Open(socket) => socket,
-            Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
-            _ => return Err(WebsocketError::Closed),
+            Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
+            _ => return Err(WebSocketError::Closed),
         };
         let written = bounded(self.write_timeout, socket.feed(frame)).await;
         self.unflushed += 1;
@@ -336,7 +337,7 @@ impl Context {
     pub async fn feed_json<T: Serialize + ?Sized>(
         &mut self,
         value: &T,
-    ) -> Result<(), WebsocketError> {
+    ) -> Result<(), WebSocketError> {
         let text = serde_json::to_string(value)?;
         self.feed_text(text).await
     }
@@ -346,12 +347,12 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::Closed`] once closed; [`WebsocketError::Transport`] if the write fails.
-    pub async fn flush(&mut self) -> Result<(), WebsocketError> {
+    /// [`WebSocketError::Closed`] once closed; [`WebSocketError::Transport`] if the write fails.
+    pub async fn flush(&mut self) -> Result<(), WebSocketError> {
         let socket = match &mut self.phase {
             Phase::Open(socket) => socket,
-            Phase::Pending(_) => return Err(WebsocketError::NotAccepted),
-            _ => return Err(WebsocketError::Closed),
+            Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
+            _ => return Err(WebSocketError::Closed),
         };
         let written = bounded(self.write_timeout, socket.flush()).await;
         if matches!(written, Some(Ok(()))) {
@@ -378,11 +379,11 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::InvalidCloseCode`] for a code that may not be sent (e.g. 1005, 1006);
-    /// [`WebsocketError::Transport`] if the close frame cannot be written.
-    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), WebsocketError> {
+    /// [`WebSocketError::InvalidCloseCode`] for a code that may not be sent (e.g. 1005, 1006);
+    /// [`WebSocketError::Transport`] if the close frame cannot be written.
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<(), WebSocketError> {
         if !close_code::is_sendable(code) {
-            return Err(WebsocketError::InvalidCloseCode(code));
+            return Err(WebSocketError::InvalidCloseCode(code));
         }
         if self.refuse(StatusCode::FORBIDDEN) {
             return Ok(());
@@ -445,12 +446,12 @@ async fn bounded<F: std::future::Future>(
     }
 }
 
-fn transport(error: tungstenite::Error) -> WebsocketError {
+fn transport(error: tungstenite::Error) -> WebSocketError {
     match error {
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-            WebsocketError::Closed
+            WebSocketError::Closed
         }
-        other => WebsocketError::Transport(Box::new(other)),
+        other => WebSocketError::Transport(Box::new(other)),
     }
 }
 
@@ -459,14 +460,14 @@ fn transport(error: tungstenite::Error) -> WebsocketError {
 /// an event to the consumer. Handlers stay sequential; the handle never touches the consumer.
 ///
 /// ```
-/// use switchboard::consumer::{Context, WebsocketConsumer};
+/// use switchboard::consumer::{Context, WebSocketConsumer};
 /// use switchboard::websocket::Message;
 ///
 /// #[derive(Default)]
 /// struct Reports;
 ///
 /// #[switchboard::async_trait]
-/// impl WebsocketConsumer for Reports {
+/// impl WebSocketConsumer for Reports {
 ///     async fn receive(&mut self, ctx: &mut Context, _: Message) -> switchboard::Result<()> {
 ///         let handle = ctx.handle();
 ///         tokio::spawn(async move {
@@ -495,20 +496,20 @@ impl std::fmt::Debug for ConnectionHandle {
 }
 
 impl ConnectionHandle {
-    async fn queue(&self, outbound: Outbound) -> Result<(), WebsocketError> {
+    async fn queue(&self, outbound: Outbound) -> Result<(), WebSocketError> {
         self.outbound
             .send(outbound)
             .await
-            .map_err(|_| WebsocketError::Closed)
+            .map_err(|_| WebSocketError::Closed)
     }
 
     /// Sends a text message on the connection. Waits while 32 frames from handles are queued.
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::Closed`] once the connection has ended. A frame queued just before the
+    /// [`WebSocketError::Closed`] once the connection has ended. A frame queued just before the
     /// connection closed is dropped.
-    pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), WebsocketError> {
+    pub async fn send_text(&self, text: impl Into<Utf8Bytes>) -> Result<(), WebSocketError> {
         let frame = tungstenite::Message::Text(text.into().into_tungstenite());
         self.queue(Outbound::Frame(frame)).await
     }
@@ -518,7 +519,7 @@ impl ConnectionHandle {
     /// # Errors
     ///
     /// As [`send_text`](Self::send_text).
-    pub async fn send_binary(&self, bytes: impl Into<Bytes>) -> Result<(), WebsocketError> {
+    pub async fn send_binary(&self, bytes: impl Into<Bytes>) -> Result<(), WebSocketError> {
         self.queue(Outbound::Frame(tungstenite::Message::Binary(bytes.into())))
             .await
     }
@@ -527,9 +528,9 @@ impl ConnectionHandle {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::Json`] if it does not serialize; otherwise as
+    /// [`WebSocketError::Json`] if it does not serialize; otherwise as
     /// [`send_text`](Self::send_text).
-    pub async fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), WebsocketError> {
+    pub async fn send_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), WebSocketError> {
         let text = serde_json::to_string(value)?;
         self.send_text(text).await
     }
@@ -538,11 +539,11 @@ impl ConnectionHandle {
     ///
     /// # Errors
     ///
-    /// [`WebsocketError::InvalidCloseCode`] for a code that may not be sent;
-    /// [`WebsocketError::Closed`] once the connection has ended.
-    pub async fn close(&self, code: u16, reason: &str) -> Result<(), WebsocketError> {
+    /// [`WebSocketError::InvalidCloseCode`] for a code that may not be sent;
+    /// [`WebSocketError::Closed`] once the connection has ended.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<(), WebSocketError> {
         if !close_code::is_sendable(code) {
-            return Err(WebsocketError::InvalidCloseCode(code));
+            return Err(WebSocketError::InvalidCloseCode(code));
         }
         self.queue(Outbound::Close(code, reason.to_owned())).await
     }

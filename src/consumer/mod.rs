@@ -22,6 +22,7 @@
 //! else; the error is logged at `ERROR` on the target `switchboard::consumer`.
 
 mod channel;
+mod connection;
 mod context;
 mod runner;
 
@@ -33,23 +34,45 @@ use crate::layer::Event;
 use crate::websocket::{close_code, Message};
 
 pub use channel::ChannelContext;
-pub use context::{AcceptOptions, ConnectionHandle, Context, WebsocketError};
+pub use context::{AcceptOptions, ConnectionHandle, Context, WebSocketError};
 pub(crate) use runner::{guarded, run, Failure};
+
+use crate::application::{BoxFuture, Handshake, WebSocketApplication};
+
+/// Every consumer factory — any `Fn() -> C` where `C:` [`WebSocketConsumer`], such as
+/// `Chat::default` — is a WebSocket application that makes one consumer per connection.
+impl<F, C> WebSocketApplication for F
+where
+    F: Fn() -> C + Send + Sync + 'static,
+    C: WebSocketConsumer,
+{
+    fn call(&self, handshake: Handshake) -> BoxFuture<()> {
+        // A factory that panics fails this handshake (500), not the server's connection task.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(self)) {
+            Ok(consumer) => Box::pin(run(consumer, handshake)),
+            Err(_) => {
+                tracing::error!(target: "switchboard::consumer", path = %handshake.scope().path, "consumer factory panicked: refused with 500");
+                handshake.reject(http::StatusCode::INTERNAL_SERVER_ERROR);
+                Box::pin(std::future::ready(()))
+            }
+        }
+    }
+}
 
 /// A WebSocket consumer over raw text and binary messages (Channels' `AsyncWebsocketConsumer`).
 ///
 /// Any `Fn() -> C` factory for a consumer `C`, e.g. `Echo::default`, is a
-/// [`WebsocketApplication`](crate::application::WebsocketApplication) that a route can hold.
+/// [`WebSocketApplication`] that a route can hold.
 ///
 /// ```
-/// use switchboard::consumer::{Context, WebsocketConsumer};
+/// use switchboard::consumer::{Context, WebSocketConsumer};
 /// use switchboard::websocket::Message;
 ///
 /// #[derive(Default)]
 /// struct Echo;
 ///
 /// #[async_trait::async_trait]
-/// impl WebsocketConsumer for Echo {
+/// impl WebSocketConsumer for Echo {
 ///     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
 ///         match message {
 ///             Message::Text(text) => ctx.send_text(text).await?,
@@ -62,8 +85,10 @@ pub(crate) use runner::{guarded, run, Failure};
 /// let router = switchboard::routing::UrlRouter::new().route("/ws/echo/", Echo::default);
 /// # drop(router);
 /// ```
+#[doc(alias = "AsyncWebsocketConsumer")]
+#[doc(alias = "WebsocketConsumer")]
 #[async_trait]
-pub trait WebsocketConsumer: Send + 'static {
+pub trait WebSocketConsumer: Send + 'static {
     /// Runs when the client asks to connect; accept or refuse here. The default accepts.
     ///
     /// # Errors
@@ -113,7 +138,7 @@ pub trait WebsocketConsumer: Send + 'static {
     }
 }
 
-/// Why a message could not be given to a [`JsonWebsocketConsumer`].
+/// Why a message could not be given to a [`JsonWebSocketConsumer`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidMessage {
@@ -129,11 +154,11 @@ pub enum InvalidMessage {
 /// `AsyncJsonWebsocketConsumer`).
 ///
 /// `Incoming` is what clients send; `Event` is what the layer delivers, usually a
-/// `#[serde(tag = "type")]` enum. Every `JsonWebsocketConsumer` is a [`WebsocketConsumer`].
+/// `#[serde(tag = "type")]` enum. Every `JsonWebSocketConsumer` is a [`WebSocketConsumer`].
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
-/// use switchboard::consumer::{Context, JsonWebsocketConsumer};
+/// use switchboard::consumer::{Context, JsonWebSocketConsumer};
 ///
 /// #[derive(Default)]
 /// struct Chat { room: String }
@@ -146,7 +171,7 @@ pub enum InvalidMessage {
 /// struct ChatMessage { message: String }
 ///
 /// #[async_trait::async_trait]
-/// impl JsonWebsocketConsumer for Chat {
+/// impl JsonWebSocketConsumer for Chat {
 ///     type Incoming = ChatIn;
 ///     type Event = ChatMessage;
 ///
@@ -171,8 +196,9 @@ pub enum InvalidMessage {
 /// let router = switchboard::routing::UrlRouter::new().route("/ws/chat/{room}/", Chat::default);
 /// # drop(router);
 /// ```
+#[doc(alias = "AsyncJsonWebsocketConsumer")]
 #[async_trait]
-pub trait JsonWebsocketConsumer: Send + 'static {
+pub trait JsonWebSocketConsumer: Send + 'static {
     /// What clients send, parsed from each text message.
     type Incoming: DeserializeOwned + Send;
     /// What the channel layer delivers to this consumer.
@@ -181,14 +207,14 @@ pub trait JsonWebsocketConsumer: Send + 'static {
     /// Event types whose JSON is sent to the client as it is, without calling
     /// [`event`](Self::event): the broadcast's one encoding goes to every member, with no
     /// per-member parse and re-encode, and a burst of them is written with one flush. For events
-    /// that are already the message the client wants (see [`WebsocketConsumer::forwards_event`]).
+    /// that are already the message the client wants (see [`WebSocketConsumer::forwards_event`]).
     const FORWARDED_EVENTS: &'static [&'static str] = &[];
 
-    /// As [`WebsocketConsumer::connect`]. The default accepts.
+    /// As [`WebSocketConsumer::connect`]. The default accepts.
     ///
     /// # Errors
     ///
-    /// As [`WebsocketConsumer::connect`].
+    /// As [`WebSocketConsumer::connect`].
     async fn connect(&mut self, ctx: &mut Context) -> Result<()> {
         ctx.accept().await?;
         Ok(())
@@ -228,7 +254,7 @@ pub trait JsonWebsocketConsumer: Send + 'static {
         Ok(())
     }
 
-    /// As [`WebsocketConsumer::disconnect`].
+    /// As [`WebSocketConsumer::disconnect`].
     ///
     /// # Errors
     ///
@@ -240,9 +266,9 @@ pub trait JsonWebsocketConsumer: Send + 'static {
 }
 
 #[async_trait]
-impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
+impl<T: JsonWebSocketConsumer> WebSocketConsumer for T {
     async fn connect(&mut self, ctx: &mut Context) -> Result<()> {
-        JsonWebsocketConsumer::connect(self, ctx).await
+        JsonWebSocketConsumer::connect(self, ctx).await
     }
 
     async fn receive(&mut self, ctx: &mut Context, message: Message) -> Result<()> {
@@ -267,7 +293,7 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
             return Ok(());
         }
         match event.decode::<T::Event>() {
-            Ok(typed) => JsonWebsocketConsumer::event(self, ctx, typed).await,
+            Ok(typed) => JsonWebSocketConsumer::event(self, ctx, typed).await,
             Err(error) => {
                 tracing::warn!(
                     target: "switchboard::consumer",
@@ -282,6 +308,6 @@ impl<T: JsonWebsocketConsumer> WebsocketConsumer for T {
     }
 
     async fn disconnect(&mut self, ctx: &mut Context, code: u16) -> Result<()> {
-        JsonWebsocketConsumer::disconnect(self, ctx, code).await
+        JsonWebSocketConsumer::disconnect(self, ctx, code).await
     }
 }

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{
 use tracing::Instrument;
 
 use super::context::{Context, Outbound, Phase};
-use super::{WebsocketConsumer, WebsocketError};
+use super::{WebSocketConsumer, WebSocketError};
 use crate::application::Handshake;
 use crate::layer::ChannelLayer;
 use crate::websocket::{close_code, Message, Utf8Bytes};
@@ -56,8 +56,8 @@ fn panic_message(panic: &(dyn Any + Send)) -> String {
 async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
     if let Failure::Error(error) = &failure {
         if let Some(
-            WebsocketError::Closed | WebsocketError::Transport(_) | WebsocketError::SlowClient,
-        ) = error.inner().downcast_ref::<WebsocketError>()
+            WebSocketError::Closed | WebSocketError::Transport(_) | WebSocketError::SlowClient,
+        ) = error.inner().downcast_ref::<WebSocketError>()
         {
             // The client went away while the handler was writing to it: a disconnect (1006),
             // not a fault of the handler.
@@ -100,7 +100,7 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
 }
 
 /// Serves one connection with `consumer`, from the pending handshake to `disconnect`.
-pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake) {
+pub(crate) async fn run<C: WebSocketConsumer>(consumer: C, handshake: Handshake) {
     let (scope, pending) = handshake.into_parts();
     let env = pending.env.clone();
     let inbox = match env.layer.new_channel().await {
@@ -135,7 +135,7 @@ pub(crate) async fn run<C: WebsocketConsumer>(consumer: C, handshake: Handshake)
     }
 }
 
-async fn serve<C: WebsocketConsumer>(
+async fn serve<C: WebSocketConsumer>(
     mut consumer: C,
     mut ctx: Context,
     mut inbox: crate::layer::ChannelReceiver,

@@ -36,7 +36,7 @@
 //! pattern, escaped so that any id makes a valid, distinct group name), and anyone sends to it:
 //!
 //! ```
-//! use switchboard::consumer::{Context, WebsocketConsumer};
+//! use switchboard::consumer::{Context, WebSocketConsumer};
 //! use switchboard::layer::{user_group, LayerHandle};
 //! use switchboard::websocket::Message;
 //!
@@ -48,7 +48,7 @@
 //! struct Notifications;
 //!
 //! #[switchboard::async_trait]
-//! impl WebsocketConsumer for Notifications {
+//! impl WebSocketConsumer for Notifications {
 //!     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
 //!         if let Some(user) = ctx.scope().extensions.get::<User>().cloned() {
 //!             ctx.group_add(&user_group(&user.id)).await?; // left when the connection ends

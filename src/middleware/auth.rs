@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use http::{HeaderName, StatusCode};
 
 use super::Cookies;
-use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+use crate::application::{BoxFuture, Handshake, WebSocketApplication};
 use crate::scope::Scope;
 
 /// Turns a token into a user. Return `Ok(None)` for a token that names nobody: the connection is
@@ -155,7 +155,7 @@ impl<A, Au: Authenticator> AuthMiddleware<A, Au> {
     }
 }
 
-impl<A: WebsocketApplication, Au: Authenticator> WebsocketApplication for AuthMiddleware<A, Au> {
+impl<A: WebSocketApplication, Au: Authenticator> WebSocketApplication for AuthMiddleware<A, Au> {
     fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
         let inner = self.inner.clone();
         let authenticator = self.authenticator.clone();

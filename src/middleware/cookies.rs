@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use http::HeaderMap;
 
-use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+use crate::application::{BoxFuture, Handshake, WebSocketApplication};
 
 /// The request's cookies by name (values as sent, not percent-decoded). Put in
 /// [`Scope::extensions`](crate::scope::Scope::extensions) by [`CookieMiddleware`].
@@ -61,7 +61,7 @@ impl<A> CookieMiddleware<A> {
     }
 }
 
-impl<A: WebsocketApplication> WebsocketApplication for CookieMiddleware<A> {
+impl<A: WebSocketApplication> WebSocketApplication for CookieMiddleware<A> {
     fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
         let scope = handshake.scope_mut();
         let cookies = Cookies::from_headers(&scope.headers);

@@ -11,7 +11,7 @@
 //! ```
 //! use switchboard::middleware::{AllowedHostsOriginValidator, AuthMiddleware, CookieMiddleware, TokenSource};
 //! use switchboard::routing::UrlRouter;
-//! use switchboard::consumer::{Context, WebsocketConsumer};
+//! use switchboard::consumer::{Context, WebSocketConsumer};
 //! use switchboard::websocket::Message;
 //!
 //! #[derive(Clone)]
@@ -21,7 +21,7 @@
 //! struct Chat;
 //!
 //! #[switchboard::async_trait]
-//! impl WebsocketConsumer for Chat {
+//! impl WebSocketConsumer for Chat {
 //!     async fn receive(&mut self, ctx: &mut Context, _: Message) -> switchboard::Result<()> {
 //!         let name = ctx.scope().extensions.get::<User>().map_or("anonymous", |u| &u.name);
 //!         let greeting = format!("hello, {name}");
@@ -48,7 +48,7 @@
 //!
 //! A consumer then finds the user with `ctx.scope().extensions.get::<User>()`.
 //!
-//! To write one, implement [`WebsocketApplication`](crate::application::WebsocketApplication)
+//! To write one, implement [`WebSocketApplication`](crate::application::WebSocketApplication)
 //! for a type that holds the inner application: change
 //! [`Handshake::scope_mut`](crate::application::Handshake::scope_mut) and call the inner
 //! application, or [`reject`](crate::application::Handshake::reject) the handshake.

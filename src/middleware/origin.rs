@@ -2,7 +2,7 @@
 
 use http::StatusCode;
 
-use crate::application::{BoxFuture, Handshake, WebsocketApplication};
+use crate::application::{BoxFuture, Handshake, WebSocketApplication};
 
 /// One allowed-origin pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +178,7 @@ fn same_origin(origin: &Origin, scope: &crate::scope::Scope) -> bool {
         && matches!(own.host, HostPattern::Exact(_))
 }
 
-impl<A: WebsocketApplication> WebsocketApplication for OriginValidator<A> {
+impl<A: WebSocketApplication> WebSocketApplication for OriginValidator<A> {
     fn call(&self, handshake: Handshake) -> BoxFuture<()> {
         let origin = handshake.scope().header(http::header::ORIGIN);
         if self.allows(origin, handshake.scope()) {
@@ -228,7 +228,7 @@ impl<A> AllowedHostsOriginValidator<A> {
     }
 }
 
-impl<A: WebsocketApplication> WebsocketApplication for AllowedHostsOriginValidator<A> {
+impl<A: WebSocketApplication> WebSocketApplication for AllowedHostsOriginValidator<A> {
     fn call(&self, handshake: Handshake) -> BoxFuture<()> {
         self.0.call(handshake)
     }
@@ -245,7 +245,7 @@ mod tests {
         }
         let parts = request.body(()).unwrap().into_parts().0;
         crate::scope::Scope::from_request_parts(
-            crate::scope::Protocol::Websocket,
+            crate::scope::Protocol::WebSocket,
             &parts,
             Some("127.0.0.1:1".parse().unwrap()),
             None,

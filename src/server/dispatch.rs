@@ -18,26 +18,7 @@ use crate::application::{ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
 use crate::body::{Body, BoxError};
 use crate::layer::LayerHandle;
 use crate::routing::{status_response, ProtocolTypeRouter};
-use crate::scope::{Protocol, Scope};
-
-/// What the server tells HTTP handlers about their connection, in the request's extensions:
-/// read by [`sse::respond`](crate::sse::respond).
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectionMeta {
-    pub(crate) client: Option<SocketAddr>,
-    pub(crate) server: Option<SocketAddr>,
-    pub(crate) shutdown: CancellationToken,
-    /// Whether the connection is TLS.
-    pub(crate) secure: bool,
-    pub(crate) proxy: Arc<ProxySettings>,
-}
-
-/// What [`crate::proxy::apply`] needs: whom to believe, and the mount prefix.
-#[derive(Debug, Default)]
-pub(crate) struct ProxySettings {
-    pub(crate) trusted: Vec<ipnet::IpNet>,
-    pub(crate) root_path: String,
-}
+use crate::scope::{proxy, ConnectionMeta, Protocol, ProxySettings, Scope};
 
 /// Where a request came from, as far as the server carrying it knows.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +101,13 @@ impl Dispatcher {
             return self.handle_websocket(request, peer, None).await;
         }
         let (mut parts, body) = request.into_parts();
-        let info = crate::proxy::client_info(&parts.headers, &parts.uri, peer, &self.proxy);
+        let info = proxy::client_info(
+            &parts.headers,
+            &parts.uri,
+            peer.client,
+            peer.secure,
+            &self.proxy,
+        );
         parts.extensions.insert(info);
         parts.extensions.insert(ConnectionMeta {
             client: peer.client,
@@ -180,7 +167,7 @@ impl Dispatcher {
         };
         let (parts, _body) = request.into_parts();
         let mut scope = match Scope::from_request_parts(
-            Protocol::Websocket,
+            Protocol::WebSocket,
             &parts,
             client,
             peer.local,
@@ -195,7 +182,7 @@ impl Dispatcher {
         if peer.secure {
             scope.scheme = "wss";
         }
-        crate::proxy::apply(&mut scope, &self.proxy);
+        proxy::apply(&mut scope, &self.proxy);
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed);
         let place = OpenConnection(self.counters.clone());

@@ -1,12 +1,14 @@
 //! The server: HTTP/1.1 and WebSocket on one port, with graceful shutdown ([`serve`]), and the
 //! same application as a tower service inside a host's server ([`AppService`]).
 //!
-//! One idea per file: `config` (settings), `stats` (counts), `handshake` (RFC 6455 checks),
+//! One idea per file: `config` (settings), `env` (settings from `SWITCHBOARD_*` variables),
+//! `stats` (counts), `handshake` (RFC 6455 checks),
 //! `dispatch` (one request to the application, shared by both forms), `service` (the mounted
 //! form), and this file (the listener and its connections).
 
 mod config;
 mod dispatch;
+mod env;
 mod handshake;
 mod service;
 mod stats;
@@ -25,7 +27,8 @@ use crate::layer::ChannelLayer;
 use crate::routing::ProtocolTypeRouter;
 
 pub use config::{ServerConfig, SlowClientPolicy};
-pub(crate) use dispatch::{ConnectionMeta, Dispatcher, Peer, ProxySettings};
+pub(crate) use dispatch::{Dispatcher, Peer};
+pub use env::ConfigError;
 pub use service::{AppService, ShutdownHandle};
 pub(crate) use stats::ServerCounters;
 pub use stats::{HandshakeRefusals, Stats, StatsHandle};

@@ -33,11 +33,11 @@ use crate::routing::ProtocolTypeRouter;
 /// ```
 /// use switchboard::routing::UrlRouter;
 /// use switchboard::AppService;
-/// # use switchboard::consumer::{Context, WebsocketConsumer};
+/// # use switchboard::consumer::{Context, WebSocketConsumer};
 /// # use switchboard::websocket::Message;
 /// # #[derive(Default)] #[allow(dead_code)] struct Chat;
 /// # #[switchboard::async_trait]
-/// # impl WebsocketConsumer for Chat {
+/// # impl WebSocketConsumer for Chat {
 /// #     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> { Ok(()) }
 /// # }
 ///

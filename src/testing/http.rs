@@ -21,7 +21,7 @@ use crate::{ServerConfig, StatsHandle};
 /// [`ProtocolTypeRouter`], its HTTP side reached exactly as [`serve`](crate::serve) reaches it,
 /// with the same request extensions (the [`LayerHandle`], the [`StatsHandle`], a
 /// [`ClientInfo`](crate::scope::ClientInfo)). Share its layer with
-/// [`WebsocketCommunicator`](super::WebsocketCommunicator)s to test an HTTP handler that sends to
+/// [`WebSocketCommunicator`](super::WebSocketCommunicator)s to test an HTTP handler that sends to
 /// consumers.
 ///
 /// ```

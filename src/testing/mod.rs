@@ -1,6 +1,6 @@
 //! Test helpers for your consumers and apps, as Channels' `channels.testing` (feature `testing`).
 //!
-//! - [`WebsocketCommunicator`] drives one WebSocket connection to any application — a consumer
+//! - [`WebSocketCommunicator`] drives one WebSocket connection to any application — a consumer
 //!   factory, a router, a middleware stack, a whole [`ProtocolTypeRouter`](crate::routing::ProtocolTypeRouter)
 //!   — with no TCP: the handshake goes through the server's own steps and the application runs on
 //!   its own task exactly as under [`serve`](crate::serve), talking real WebSocket frames over an
@@ -12,15 +12,15 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use switchboard::consumer::{Context, WebsocketConsumer};
-//! use switchboard::testing::{Received, WebsocketCommunicator};
+//! use switchboard::consumer::{Context, WebSocketConsumer};
+//! use switchboard::testing::{Received, WebSocketCommunicator};
 //! use switchboard::websocket::Message;
 //!
 //! #[derive(Default)]
 //! struct Echo;
 //!
 //! #[switchboard::async_trait]
-//! impl WebsocketConsumer for Echo {
+//! impl WebSocketConsumer for Echo {
 //!     async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
 //!         if let Message::Text(text) = message {
 //!             ctx.send_text(text).await?;
@@ -31,7 +31,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), switchboard::testing::CommunicatorError> {
-//! let mut client = WebsocketCommunicator::new(Echo::default, "/ws/echo/");
+//! let mut client = WebSocketCommunicator::new(Echo::default, "/ws/echo/");
 //! client.connect().await?.expect_accepted();
 //! client.send_text("hello").await?;
 //! assert_eq!(client.receive(Duration::from_secs(1)).await?, Received::Text("hello".into()));
@@ -46,4 +46,4 @@ mod websocket;
 
 pub use http::{EventStream, HttpCommunicator, ReceivedEvent, TestResponse};
 pub use server::{TestServer, TestServerBuilder};
-pub use websocket::{CommunicatorError, HandshakeOutcome, Received, WebsocketCommunicator};
+pub use websocket::{CommunicatorError, HandshakeOutcome, Received, WebSocketCommunicator};

@@ -1,4 +1,4 @@
-//! [`WebsocketCommunicator`]: one WebSocket connection to an application, in process.
+//! [`WebSocketCommunicator`]: one WebSocket connection to an application, in process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::ServerConfig;
 /// Bytes the in-memory pipe buffers in each direction before a writer waits.
 const PIPE_BYTES: usize = 64 << 10;
 
-/// How the application answered [`WebsocketCommunicator::connect`].
+/// How the application answered [`WebSocketCommunicator::connect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandshakeOutcome {
     /// Upgraded (HTTP 101), with the chosen subprotocol and the extra response headers.
@@ -67,7 +67,7 @@ pub enum Received {
     },
 }
 
-/// An error from a [`WebsocketCommunicator`] call.
+/// An error from a [`WebSocketCommunicator`] call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommunicatorError {
@@ -95,13 +95,14 @@ pub enum CommunicatorError {
 }
 
 /// Drives one WebSocket connection to an application, in process (Channels'
-/// `WebsocketCommunicator`). See the [module docs](super).
+/// `WebSocketCommunicator`). See the [module docs](super).
 ///
 /// The handshake goes through the same steps as under [`serve`](crate::serve): the request's
 /// checks, the scope built from its headers (`Host`, `Origin`, `Sec-WebSocket-Protocol`, cookies),
 /// proxy headers from [`ServerConfig::trusted_proxies`], `root_path`, `max_connections`, and the
 /// WebSocket limits of the [`ServerConfig`] given with [`config`](Self::config).
-pub struct WebsocketCommunicator {
+#[doc(alias = "WebsocketCommunicator")]
+pub struct WebSocketCommunicator {
     app: ProtocolTypeRouter,
     uri: Uri,
     headers: HeaderMap,
@@ -117,16 +118,16 @@ pub struct WebsocketCommunicator {
 
 type Frame = Option<Result<tungstenite::Message, tungstenite::Error>>;
 
-impl std::fmt::Debug for WebsocketCommunicator {
+impl std::fmt::Debug for WebSocketCommunicator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebsocketCommunicator")
+        f.debug_struct("WebSocketCommunicator")
             .field("uri", &self.uri)
             .field("connected", &self.client.is_some())
             .finish_non_exhaustive()
     }
 }
 
-impl WebsocketCommunicator {
+impl WebSocketCommunicator {
     /// A communicator for `app` — a WebSocket application (a consumer factory, a router, a
     /// middleware stack) or a whole [`ProtocolTypeRouter`] — at `path` (which may carry a
     /// `?query`), with a fresh in-memory channel layer, the default [`ServerConfig`], and client
@@ -431,7 +432,7 @@ impl WebsocketCommunicator {
     }
 }
 
-impl Drop for WebsocketCommunicator {
+impl Drop for WebSocketCommunicator {
     /// A communicator dropped while connected shuts its connection down (close 1001), as a
     /// server stopping would.
     fn drop(&mut self) {

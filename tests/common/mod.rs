@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use switchboard::consumer::{Context, WebsocketConsumer};
+use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer};
 use switchboard::routing::ProtocolTypeRouter;
 use switchboard::websocket::Message;
@@ -219,7 +219,7 @@ impl<C> Observed<C> {
 }
 
 #[switchboard::async_trait]
-impl<C: WebsocketConsumer> WebsocketConsumer for Observed<C> {
+impl<C: WebSocketConsumer> WebSocketConsumer for Observed<C> {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         self.note(Note::Connected {
             channel: ctx.channel_name().to_owned(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::server::{ServerConfig, SlowClientPolicy};
+use super::config::{ServerConfig, SlowClientPolicy};
 
 /// A variable of [`ServerConfig::from_env`] whose value could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,12 @@
 //! The scope: what is known about one connection before any message, as in ASGI and Channels.
 
+pub(crate) mod proxy;
+
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
 
 use http::{Extensions, HeaderMap, Method, Version};
 
@@ -12,7 +17,7 @@ pub enum Protocol {
     /// A plain HTTP request.
     Http,
     /// A WebSocket connection (an HTTP/1.1 upgrade).
-    Websocket,
+    WebSocket,
 }
 
 /// Path parameters captured by [`UrlRouter`](crate::routing::UrlRouter) routes, by name
@@ -116,6 +121,25 @@ pub struct ClientInfo {
     pub host: Option<String>,
 }
 
+/// What the server tells HTTP handlers about their connection, in the request's extensions:
+/// read by [`sse::respond`](crate::sse::respond) to build its scope as the server builds a WebSocket's.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionMeta {
+    pub(crate) client: Option<SocketAddr>,
+    pub(crate) server: Option<SocketAddr>,
+    pub(crate) shutdown: CancellationToken,
+    /// Whether the connection is TLS.
+    pub(crate) secure: bool,
+    pub(crate) proxy: Arc<ProxySettings>,
+}
+
+/// What [`proxy::apply`] needs: whom to believe, and the mount prefix.
+#[derive(Debug, Default)]
+pub(crate) struct ProxySettings {
+    pub(crate) trusted: Vec<ipnet::IpNet>,
+    pub(crate) root_path: String,
+}
+
 /// Why a request head could not become a [`Scope`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -181,7 +205,7 @@ impl Scope {
             url_route: UrlRoute::default(),
             extensions: Extensions::new(),
             scheme: match protocol {
-                Protocol::Websocket => "ws",
+                Protocol::WebSocket => "ws",
                 Protocol::Http => "http",
             },
             host: parts
@@ -246,7 +270,7 @@ mod tests {
                 ("sec-websocket-protocol", "json"),
             ],
         );
-        let scope = Scope::from_request_parts(Protocol::Websocket, &p, None, None).unwrap();
+        let scope = Scope::from_request_parts(Protocol::WebSocket, &p, None, None).unwrap();
         assert_eq!(scope.path, "/ws/chat/café room/");
         assert_eq!(scope.raw_path, "/ws/chat/caf%C3%A9%20room/");
         assert_eq!(scope.query_string, "user=ada+l&x=1");

@@ -6,8 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::scope::{ClientInfo, Scope};
-use crate::server::{Peer, ProxySettings};
+use super::{ClientInfo, ProxySettings, Scope};
 
 /// Whether `peer` is one of the `trusted` proxies.
 fn trusted(peer: IpAddr, trusted: &[IpNet]) -> bool {
@@ -120,25 +119,24 @@ pub(crate) fn apply(scope: &mut Scope, settings: &ProxySettings) {
     apply_with(scope, &settings.trusted, &settings.root_path);
 }
 
-/// The [`ClientInfo`] of an HTTP request from `peer`.
+/// The [`ClientInfo`] of an HTTP request from `peer` (over TLS if `secure`).
 pub(crate) fn client_info(
     headers: &HeaderMap,
     uri: &http::Uri,
-    peer: Peer,
+    peer: Option<SocketAddr>,
+    secure: bool,
     settings: &ProxySettings,
 ) -> ClientInfo {
     let mut info = ClientInfo {
-        client: peer.client,
-        scheme: if peer.secure { "https" } else { "http" },
+        client: peer,
+        scheme: if secure { "https" } else { "http" },
         host: headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned)
             .or_else(|| uri.authority().map(|a| a.as_str().to_owned())),
     };
-    let hop = peer
-        .client
-        .and_then(|client| forwarded(headers, client.ip(), &settings.trusted));
+    let hop = peer.and_then(|client| forwarded(headers, client.ip(), &settings.trusted));
     if let Some(hop) = hop {
         if let Some(client) = hop.client {
             info.client = Some(client);
@@ -166,8 +164,8 @@ fn apply_with(scope: &mut Scope, proxies: &[IpNet], root_path: &str) {
             if let Some(proto) = hop.proto {
                 let secure = matches!(proto.as_str(), "https" | "wss");
                 scope.scheme = match (scope.protocol, secure) {
-                    (crate::scope::Protocol::Websocket, true) => "wss",
-                    (crate::scope::Protocol::Websocket, false) => "ws",
+                    (crate::scope::Protocol::WebSocket, true) => "wss",
+                    (crate::scope::Protocol::WebSocket, false) => "ws",
                     (_, true) => "https",
                     (_, false) => "http",
                 };
@@ -208,7 +206,7 @@ mod tests {
         }
         let parts = builder.body(()).unwrap().into_parts().0;
         Scope::from_request_parts(
-            Protocol::Websocket,
+            Protocol::WebSocket,
             &parts,
             Some(peer.parse().unwrap()),
             None,
