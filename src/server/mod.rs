@@ -13,10 +13,12 @@ mod handshake;
 mod service;
 mod stats;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -43,6 +45,20 @@ pub use stats::{HandshakeRefusals, Stats, StatsHandle};
 ///
 /// To mount the application inside a server of your own (`axum::serve`), use [`AppService`].
 ///
+/// `Serve` is a future: await it, or run it on a task of its own.
+///
+/// ```
+/// use switchboard::routing::ProtocolTypeRouter;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let server = tokio::spawn(switchboard::serve(listener, ProtocolTypeRouter::new()));
+/// // ... the app's other work ...
+/// server.abort();
+/// # Ok(()) }
+/// ```
+///
 /// ```no_run
 /// use switchboard::routing::ProtocolTypeRouter;
 ///
@@ -56,20 +72,24 @@ pub use stats::{HandshakeRefusals, Stats, StatsHandle};
 /// ```
 pub fn serve(listener: TcpListener, app: ProtocolTypeRouter) -> Serve {
     Serve {
-        listener,
+        listener: Some(listener),
         service: AppService::new(app),
         #[cfg(feature = "tls")]
         tls: None,
+        running: None,
     }
 }
 
-/// A server that is ready to run: await it, or add a shutdown signal first. Made by [`serve`].
-#[must_use = "a server does nothing until awaited (`tokio::spawn(serve(..).into_future())` to run it on a task)"]
+/// A server that is ready to run: a future to await (or `tokio::spawn`), or add a shutdown
+/// signal first. Made by [`serve`]. It starts listening when first polled.
+#[must_use = "a server does nothing until awaited or spawned"]
 pub struct Serve {
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     service: AppService,
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::TlsConfig>,
+    /// The running server, once polled.
+    running: Option<BoxFuture<io::Result<()>>>,
 }
 
 impl std::fmt::Debug for Serve {
@@ -115,32 +135,52 @@ impl Serve {
     ///
     /// # Errors
     ///
-    /// As [`TcpListener::local_addr`].
+    /// As [`TcpListener::local_addr`]; once the server runs, it has handed its listener over and
+    /// answers `ErrorKind::Other`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Some(listener) => listener.local_addr(),
+            None => Err(io::Error::other("the server is running")),
+        }
     }
 
     /// Stops when `signal` completes: no new connections are accepted, idle HTTP connections are
     /// closed, open WebSockets are closed with 1001 (Going Away) and their `disconnect` runs, and
     /// the returned future completes when all are done or after
     /// [`ServerConfig::shutdown_timeout`].
-    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown<F>
+    pub fn with_graceful_shutdown<F>(self, signal: F) -> WithGracefulShutdown
     where
         F: Future<Output = ()> + Send + 'static,
     {
         WithGracefulShutdown {
-            serve: self,
-            signal,
+            serve: Some((self, Box::pin(signal))),
+            running: None,
         }
     }
 }
 
-impl IntoFuture for Serve {
+impl Future for Serve {
     type Output = io::Result<()>;
-    type IntoFuture = BoxFuture<io::Result<()>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self, std::future::pending()))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.running.is_none() {
+            let Some(listener) = self.listener.take() else {
+                return Poll::Ready(Err(io::Error::other("the server was polled after it ended")));
+            };
+            let running = run(
+                listener,
+                self.service.clone(),
+                #[cfg(feature = "tls")]
+                self.tls.take(),
+                std::future::pending(),
+            );
+            self.running = Some(Box::pin(running));
+        }
+        let poll = self.running.as_mut().map_or(Poll::Pending, |r| r.as_mut().poll(cx));
+        if poll.is_ready() {
+            self.running = None;
+        }
+        poll
     }
 }
 
@@ -180,30 +220,48 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// A server with a shutdown signal, made by [`Serve::with_graceful_shutdown`]. Await it.
-#[must_use = "a server does nothing until awaited"]
-pub struct WithGracefulShutdown<F> {
-    serve: Serve,
-    signal: F,
+/// A server with a shutdown signal, made by [`Serve::with_graceful_shutdown`]: a future to await
+/// (or `tokio::spawn`).
+#[must_use = "a server does nothing until awaited or spawned"]
+pub struct WithGracefulShutdown {
+    serve: Option<(Serve, BoxFuture<()>)>,
+    running: Option<BoxFuture<io::Result<()>>>,
 }
 
-impl<F> std::fmt::Debug for WithGracefulShutdown<F> {
+impl std::fmt::Debug for WithGracefulShutdown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WithGracefulShutdown")
-            .field("serve", &self.serve)
-            .finish_non_exhaustive()
+            .field("serve", &self.serve.as_ref().map(|(serve, _)| serve))
+            .field("running", &self.running.is_some())
+            .finish()
     }
 }
 
-impl<F> IntoFuture for WithGracefulShutdown<F>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
+impl Future for WithGracefulShutdown {
     type Output = io::Result<()>;
-    type IntoFuture = BoxFuture<io::Result<()>>;
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self.serve, self.signal))
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some((mut serve, signal)) = self.serve.take() {
+            let Some(listener) = serve.listener.take() else {
+                return Poll::Ready(Err(io::Error::other("the server was already run")));
+            };
+            let running = run(
+                listener,
+                serve.service.clone(),
+                #[cfg(feature = "tls")]
+                serve.tls.take(),
+                signal,
+            );
+            self.running = Some(Box::pin(running));
+        }
+        let Some(running) = self.running.as_mut() else {
+            return Poll::Ready(Err(io::Error::other("the server was polled after it ended")));
+        };
+        let poll = running.as_mut().poll(cx);
+        if poll.is_ready() {
+            self.running = None;
+        }
+        poll
     }
 }
 
@@ -214,13 +272,12 @@ struct Listening {
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-async fn run(serve: Serve, signal: impl Future<Output = ()>) -> io::Result<()> {
-    let Serve {
-        listener,
-        service,
-        #[cfg(feature = "tls")]
-        tls,
-    } = serve;
+async fn run(
+    listener: TcpListener,
+    service: AppService,
+    #[cfg(feature = "tls")] tls: Option<crate::tls::TlsConfig>,
+    signal: impl Future<Output = ()>,
+) -> io::Result<()> {
     let dispatcher = service.dispatcher().clone();
     let tracker = dispatcher.tracker.clone();
     let shutdown_timeout = dispatcher.config.shutdown_timeout;

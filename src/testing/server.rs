@@ -1,6 +1,5 @@
 //! [`TestServer`]: the application served for real on 127.0.0.1 and a free port.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 
 use tokio::sync::oneshot;
@@ -80,7 +79,7 @@ impl TestServerBuilder {
             layer: self.layer,
             stats,
             stop: Some(stop),
-            task: Some(tokio::spawn(server.into_future())),
+            task: Some(tokio::spawn(server)),
         })
     }
 }

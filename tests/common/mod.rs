@@ -53,7 +53,7 @@ impl TestServer {
         let server = server.with_graceful_shutdown(async {
             let _ = stopped.await;
         });
-        let task = tokio::spawn(server.into_future());
+        let task = tokio::spawn(server);
         Self {
             addr,
             layer,
@@ -107,7 +107,6 @@ impl Drop for TestServer {
     }
 }
 
-use std::future::IntoFuture;
 
 pub async fn handshake_status(request: impl IntoClientRequest + Unpin) -> u16 {
     match within(tokio_tungstenite::connect_async(request)).await {
