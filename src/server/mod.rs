@@ -165,7 +165,9 @@ impl Future for Serve {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.running.is_none() {
             let Some(listener) = self.listener.take() else {
-                return Poll::Ready(Err(io::Error::other("the server was polled after it ended")));
+                return Poll::Ready(Err(io::Error::other(
+                    "the server was polled after it ended",
+                )));
             };
             let running = run(
                 listener,
@@ -176,7 +178,10 @@ impl Future for Serve {
             );
             self.running = Some(Box::pin(running));
         }
-        let poll = self.running.as_mut().map_or(Poll::Pending, |r| r.as_mut().poll(cx));
+        let poll = self
+            .running
+            .as_mut()
+            .map_or(Poll::Pending, |r| r.as_mut().poll(cx));
         if poll.is_ready() {
             self.running = None;
         }
@@ -255,7 +260,9 @@ impl Future for WithGracefulShutdown {
             self.running = Some(Box::pin(running));
         }
         let Some(running) = self.running.as_mut() else {
-            return Poll::Ready(Err(io::Error::other("the server was polled after it ended")));
+            return Poll::Ready(Err(io::Error::other(
+                "the server was polled after it ended",
+            )));
         };
         let poll = running.as_mut().poll(cx);
         if poll.is_ready() {

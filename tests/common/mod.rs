@@ -107,7 +107,6 @@ impl Drop for TestServer {
     }
 }
 
-
 pub async fn handshake_status(request: impl IntoClientRequest + Unpin) -> u16 {
     match within(tokio_tungstenite::connect_async(request)).await {
         Ok((_, response)) => response.status().as_u16(),
