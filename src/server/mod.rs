@@ -32,6 +32,7 @@ pub use config::{ServerConfig, SlowClientPolicy};
 pub(crate) use dispatch::{Dispatcher, Peer};
 pub use env::ConfigError;
 pub use service::{AppService, ShutdownHandle};
+#[cfg(feature = "testing")]
 pub(crate) use stats::ServerCounters;
 pub use stats::{HandshakeRefusals, Stats, StatsHandle};
 

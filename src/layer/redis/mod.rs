@@ -1,6 +1,13 @@
 //! `RedisChannelLayer`: the layer for several processes, on Redis (feature `redis`).
 //!
-//! The design is in the docs of [`RedisChannelLayer`].
+//! The design is in the docs of [`RedisChannelLayer`]. The files: `config` (settings), `wire`
+//! (the message format between processes), `scripts` (the Lua scripts, in `scripts/`), `tasks`
+//! (the background tasks), and this one (the layer and its operations).
+
+mod config;
+mod scripts;
+mod tasks;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -8,125 +15,21 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client, Script};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+pub use config::RedisConfig;
+use scripts::Scripts;
+use tasks::{heartbeat, pump, subscriber, unsubscriber};
+use wire::{decode, encode};
 
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, BackendError, ChannelLayer,
     ChannelReceiver, Event, GroupSent, InMemoryChannelLayer, InMemoryConfig, LayerError,
     LayerStats, Presence, PRESENCE_JOIN, PRESENCE_LEAVE,
 };
-
-/// Settings of a [`RedisChannelLayer`]. Capacity and expiries default to Channels'
-/// (`channels_redis`) values.
-///
-/// ```
-/// use std::time::Duration;
-/// use switchboard::layer::RedisConfig;
-///
-/// let config = RedisConfig::new("redis://127.0.0.1:6379")
-///     .prefix("myapp")
-///     .capacity(500)
-///     .command_timeout(Duration::from_secs(1));
-/// assert_eq!(config.prefix, "myapp");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisConfig {
-    /// The server, as a `redis://[user:password@]host[:port][/db]` URL.
-    pub url: String,
-    /// Start of every Redis key and channel the layer uses, so that several apps can share one
-    /// server. Default `"switchboard"` (Channels: `"asgi"`).
-    pub prefix: String,
-    /// Messages a channel holds before `send` fails with `ChannelFull` (count). Default 100.
-    pub capacity: usize,
-    /// How long a message waits to be received before it is dropped. Default 60 s.
-    pub expiry: Duration,
-    /// How long a group membership lasts after its last `group_add`. Default 86400 s.
-    pub group_expiry: Duration,
-    /// Longest wait for one Redis command; past it the operation fails with
-    /// [`LayerError::Unavailable`]. Default 3 s. The subscription connection has no read timeout:
-    /// an idle subscriber is never cut off (the failure `channels_redis` users meet in
-    /// django/channels_redis#422); it is checked by a `PING` every
-    /// [`health_check_interval`](Self::health_check_interval) instead.
-    pub command_timeout: Duration,
-    /// How often the subscription connection is checked with a `PING`. Default 15 s.
-    pub health_check_interval: Duration,
-    /// How long a process counts as alive after its last heartbeat (for presence lists); it
-    /// beats three times per period. Default 30 s.
-    pub process_ttl: Duration,
-    /// How often messages found lost are logged, and groups that lost their last local member
-    /// are checked for (they are also unsubscribed as soon as a member leaves). Default 30 s.
-    pub unsubscribe_interval: Duration,
-}
-
-impl RedisConfig {
-    /// Settings for the server at `url` with the defaults.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            prefix: "switchboard".to_owned(),
-            capacity: 100,
-            expiry: Duration::from_secs(60),
-            group_expiry: Duration::from_secs(86_400),
-            command_timeout: Duration::from_secs(3),
-            health_check_interval: Duration::from_secs(15),
-            process_ttl: Duration::from_secs(30),
-            unsubscribe_interval: Duration::from_secs(30),
-        }
-    }
-
-    /// Sets [`prefix`](Self::prefix).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Sets [`capacity`](Self::capacity): messages per channel.
-    pub fn capacity(mut self, messages: usize) -> Self {
-        self.capacity = messages;
-        self
-    }
-
-    /// Sets [`expiry`](Self::expiry): how long a message may wait.
-    pub fn expiry(mut self, expiry: Duration) -> Self {
-        self.expiry = expiry;
-        self
-    }
-
-    /// Sets [`group_expiry`](Self::group_expiry): how long a membership lasts.
-    pub fn group_expiry(mut self, expiry: Duration) -> Self {
-        self.group_expiry = expiry;
-        self
-    }
-
-    /// Sets [`command_timeout`](Self::command_timeout).
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.command_timeout = timeout;
-        self
-    }
-
-    /// Sets [`health_check_interval`](Self::health_check_interval).
-    pub fn health_check_interval(mut self, interval: Duration) -> Self {
-        self.health_check_interval = interval;
-        self
-    }
-
-    /// Sets [`process_ttl`](Self::process_ttl).
-    pub fn process_ttl(mut self, ttl: Duration) -> Self {
-        self.process_ttl = ttl;
-        self
-    }
-
-    /// Sets [`unsubscribe_interval`](Self::unsubscribe_interval).
-    pub fn unsubscribe_interval(mut self, interval: Duration) -> Self {
-        self.unsubscribe_interval = interval;
-        self
-    }
-}
 
 /// The channel layer for several processes, on Redis: the same [`ChannelLayer`] API and
 /// semantics as [`InMemoryChannelLayer`], so consumer code does not change (Channels'
@@ -289,122 +192,8 @@ fn millis(duration: Duration) -> u64 {
     duration.as_millis().max(1) as u64
 }
 
-/// `<publisher> <number> <target>\n<json>`: the header says who sent it, its number on this
-/// Redis channel (0: not numbered) and, for a process's channel, which local channel it is for.
-fn encode(publisher: &str, number: u64, target: &str, json: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(publisher.len() + target.len() + json.len() + 24);
-    out.extend_from_slice(publisher.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(number.to_string().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(json.as_bytes());
-    out
-}
-
-struct Decoded<'a> {
-    publisher: &'a str,
-    number: u64,
-    target: &'a str,
-    json: &'a str,
-}
-
-fn decode(payload: &[u8]) -> Option<Decoded<'_>> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let (header, json) = text.split_once('\n')?;
-    let mut parts = header.splitn(3, ' ');
-    let publisher = parts.next()?;
-    let number = parts.next()?.parse().ok()?;
-    let target = parts.next()?;
-    Some(Decoded {
-        publisher,
-        number,
-        target,
-        json,
-    })
-}
-
-/// Pushes `ARGV[4]` (`<deadline ms> <json>`) onto list `KEYS[1]` unless it holds `ARGV[1]`
-/// unexpired messages (expired ones, at the front, are dropped first). Returns
-/// `{queued (0 or 1), expired dropped}`. The list itself lives a minute past its newest
-/// message's expiry: long enough for a reader or a sender to find (and count) expired messages,
-/// short enough that an abandoned channel does not stay in Redis.
-const PUSH_SCRIPT: &str = r"
-local function push(key, capacity, now, expiry, item)
-  local expired = 0
-  if redis.call('LLEN', key) >= capacity then
-    while true do
-      local head = redis.call('LINDEX', key, 0)
-      if not head then break end
-      local deadline = tonumber(string.match(head, '^(%d+)'))
-      if deadline and deadline <= now then
-        redis.call('LPOP', key)
-        expired = expired + 1
-      else
-        break
-      end
-    end
-    if redis.call('LLEN', key) >= capacity then return {0, expired} end
-  end
-  redis.call('RPUSH', key, item)
-  redis.call('PEXPIRE', key, expiry + 60000)
-  return {1, expired}
-end
-";
-
-fn send_script() -> Script {
-    Script::new(&format!(
-        "{PUSH_SCRIPT}
-return push(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
-    ))
-}
-
-/// `group_send`: drops lapsed members of `KEYS[1]` (channels added from elsewhere), publishes
-/// `ARGV[2]` to the group's Redis channel `ARGV[1]`, then delivers to each remaining member: a
-/// process-specific one by publishing to its process, a named one by pushing to its list.
-/// Returns `{processes reached, named queued, named full, expired dropped, lapsed}`.
-fn group_send_script() -> Script {
-    Script::new(&format!(
-        "{PUSH_SCRIPT}
-local now = tonumber(ARGV[3])
-local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local reached = redis.call('PUBLISH', ARGV[1], ARGV[2])
-local queued, full, expired = 0, 0, 0
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local bang = string.find(member, '!', 1, true)
-  if bang then
-    local process = string.sub(member, 1, bang - 1)
-    reached = reached + redis.call('PUBLISH', ARGV[7] .. ':p:' .. process,
-      ARGV[8] .. ' 0 ' .. member .. '\\n' .. ARGV[6])
-  else
-    local r = push(ARGV[7] .. ':c:' .. member, tonumber(ARGV[4]), now, tonumber(ARGV[5]),
-      (now + tonumber(ARGV[5])) .. ' ' .. ARGV[6])
-    queued = queued + r[1]
-    full = full + 1 - r[1]
-    expired = expired + r[2]
-  end
-end
-return {{reached, queued, full, expired, lapsed}}"
-    ))
-}
-
-/// Takes `ARGV[1]` off presence hash `KEYS[1]` and returns the metadata it had (nil if none).
-const PRESENCE_TAKE_SCRIPT: &str = r"
-local meta = redis.call('HGET', KEYS[1], ARGV[1])
-if meta then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return meta
-";
-
 /// How long one `BLPOP` of a named channel's pump waits before it asks again, in seconds.
 const BLOCK_SECONDS: f64 = 5.0;
-
-/// The layer's scripts, hashed once.
-struct Scripts {
-    send: Script,
-    group_send: Script,
-    presence_take: Script,
-}
 
 impl Shared {
     fn key(&self, kind: &str, name: &str) -> String {
@@ -706,11 +495,7 @@ impl RedisChannelLayer {
             local,
             client,
             commands,
-            scripts: Scripts {
-                send: send_script(),
-                group_send: group_send_script(),
-                presence_take: Script::new(PRESENCE_TAKE_SCRIPT),
-            },
+            scripts: Scripts::new(),
             subscribed: tokio::sync::Mutex::new(HashMap::new()),
             to_subscriber,
             next_number: Mutex::new(HashMap::new()),
@@ -769,319 +554,6 @@ impl std::fmt::Debug for RedisChannelLayer {
             .field("prefix", &self.shared.config.prefix)
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
-    }
-}
-
-/// Connects the subscription connection: this process's channel and every group in `groups`.
-async fn subscribe_all(
-    shared: &Shared,
-    groups: &HashSet<Box<str>>,
-) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
-    let (mut sink, stream) = shared.client.get_async_pubsub().await?.split();
-    let mut channels: Vec<String> = vec![shared.process_channel.to_string()];
-    channels.extend(groups.iter().map(|group| shared.key("g", group)));
-    for chunk in channels.chunks(1000) {
-        sink.subscribe(chunk).await?;
-    }
-    Ok((sink, stream))
-}
-
-/// The subscription connection: receives for every local consumer, and makes it again (with
-/// every subscription) when it fails.
-async fn subscriber(
-    shared: Arc<Shared>,
-    mut commands: mpsc::Receiver<SubscriberCommand>,
-    mut ready: Option<oneshot::Sender<()>>,
-) {
-    let mut groups: HashSet<Box<str>> = HashSet::new();
-    let mut backoff = Duration::from_millis(50);
-    let mut was_connected = false;
-    loop {
-        let connecting = tokio::time::timeout(
-            shared.config.command_timeout,
-            subscribe_all(&shared, &groups),
-        );
-        let connected = tokio::select! {
-            () = shared.stop.cancelled() => return,
-            result = connecting => result,
-        };
-        let (mut sink, mut stream) = match connected {
-            Ok(Ok(connection)) => connection,
-            failed => {
-                if was_connected || ready.is_some() {
-                    match failed {
-                        Ok(Err(error)) => {
-                            tracing::warn!(target: "switchboard::layer", %error, "Redis subscription connection failed; retrying")
-                        }
-                        _ => {
-                            tracing::warn!(target: "switchboard::layer", "Redis subscription connection timed out; retrying")
-                        }
-                    }
-                }
-                was_connected = false;
-                // While Redis is away, subscriptions are noted and answered at once.
-                let pause = tokio::time::sleep(backoff);
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        () = shared.stop.cancelled() => return,
-                        () = &mut pause => break,
-                        command = commands.recv() => match command {
-                            None => return,
-                            Some(SubscriberCommand::Subscribe(group, done)) => {
-                                groups.insert(group);
-                                let _ = done.send(());
-                            }
-                            Some(SubscriberCommand::Unsubscribe(group)) => {
-                                shared.forget_received(&shared.key("g", &group));
-                                groups.remove(&group);
-                            }
-                        },
-                    }
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        shared.subscriber_connected.store(true, Ordering::Relaxed);
-        if let Some(ready) = ready.take() {
-            let _ = ready.send(());
-        } else {
-            shared
-                .counters
-                .reconnections
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(target: "switchboard::layer", groups = groups.len(), "Redis subscription connection made again; groups subscribed again");
-        }
-        was_connected = true;
-        let mut health = tokio::time::interval(shared.config.health_check_interval);
-        health.tick().await;
-        loop {
-            tokio::select! {
-                biased;
-                () = shared.stop.cancelled() => return,
-                message = stream.next() => match message {
-                    Some(message) => {
-                        shared.dispatch(message.get_channel_name(), message.get_payload_bytes()).await;
-                    }
-                    None => {
-                        tracing::warn!(target: "switchboard::layer", "Redis subscription connection lost; reconnecting");
-                        break;
-                    }
-                },
-                command = commands.recv() => match command {
-                    None => return,
-                    Some(SubscriberCommand::Subscribe(group, done)) => {
-                        let redis_channel = shared.key("g", &group);
-                        groups.insert(group);
-                        let result = tokio::time::timeout(
-                            shared.config.command_timeout,
-                            sink.subscribe(&redis_channel),
-                        ).await;
-                        let _ = done.send(());
-                        if !matches!(result, Ok(Ok(()))) {
-                            tracing::warn!(target: "switchboard::layer", "Redis SUBSCRIBE failed; reconnecting");
-                            break;
-                        }
-                    }
-                    Some(SubscriberCommand::Unsubscribe(group)) => {
-                        let redis_channel = shared.key("g", &group);
-                        groups.remove(&group);
-                        let result = tokio::time::timeout(
-                            shared.config.command_timeout,
-                            sink.unsubscribe(&redis_channel),
-                        ).await;
-                        shared.forget_received(&redis_channel);
-                        if !matches!(result, Ok(Ok(()))) {
-                            break;
-                        }
-                    }
-                },
-                _ = health.tick() => {
-                    let pong = tokio::time::timeout(shared.config.command_timeout, sink.ping::<redis::Value>()).await;
-                    if !matches!(pong, Ok(Ok(_))) {
-                        tracing::warn!(target: "switchboard::layer", "Redis subscription connection did not answer PING; reconnecting");
-                        break;
-                    }
-                }
-            }
-        }
-        shared.subscriber_connected.store(false, Ordering::Relaxed);
-    }
-}
-
-/// Beats for this process in the registry `<prefix>:processes` (a sorted set scored by the time
-/// of each process's last beat, in ms) and reaps processes that stopped beating: the first
-/// process to remove a dead one from the registry takes its channels off every presence list it
-/// was on, announcing each leave.
-async fn heartbeat(shared: Arc<Shared>) {
-    let registry = shared.registry_key();
-    let mut beat = tokio::time::interval(shared.config.process_ttl / 3);
-    loop {
-        tokio::select! {
-            () = shared.stop.cancelled() => break,
-            _ = beat.tick() => {
-                if let Err(error) = beat_once(&shared, &registry).await {
-                    tracing::debug!(target: "switchboard::layer", %error, "heartbeat failed");
-                }
-            }
-        }
-    }
-    // Stopped: marked dead at once, so that the next beat of another process reaps it (a crash
-    // is reaped after `process_ttl`).
-    let mut connection = shared.commands.clone();
-    let mut mark = redis::cmd("ZADD");
-    mark.arg(&registry).arg(0).arg(&*shared.process);
-    let _ = shared.run(mark.query_async::<()>(&mut connection)).await;
-}
-
-async fn beat_once(shared: &Shared, registry: &str) -> Result<(), LayerError> {
-    let mut connection = shared.commands.clone();
-    let now = now_ms();
-    let mut add = redis::cmd("ZADD");
-    add.arg(registry).arg(now).arg(&*shared.process);
-    shared.run(add.query_async::<()>(&mut connection)).await?;
-    let oldest_alive = now.saturating_sub(millis(shared.config.process_ttl));
-    let mut find = redis::cmd("ZRANGEBYSCORE");
-    find.arg(registry)
-        .arg("-inf")
-        .arg(format!("({oldest_alive}"));
-    let dead: Vec<String> = shared.run(find.query_async(&mut connection)).await?;
-    for process in dead {
-        let mut claim = redis::cmd("ZREM");
-        claim.arg(registry).arg(&process);
-        let claimed: u64 = shared.run(claim.query_async(&mut connection)).await?;
-        if claimed == 1 {
-            reap(shared, &process).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Takes the channels of stopped process `process` off the presence lists it was on.
-async fn reap(shared: &Shared, process: &str) -> Result<(), LayerError> {
-    let mut connection = shared.commands.clone();
-    let listed_key = shared.key("listed", process);
-    let mut members = redis::cmd("SMEMBERS");
-    members.arg(&listed_key);
-    let groups: Vec<String> = shared.run(members.query_async(&mut connection)).await?;
-    let own = format!("{process}!");
-    let mut reaped = 0;
-    for group in &groups {
-        let mut fields = redis::cmd("HKEYS");
-        fields.arg(shared.key("pr", group));
-        let channels: Vec<String> = shared.run(fields.query_async(&mut connection)).await?;
-        for channel in channels.iter().filter(|c| c.starts_with(&own)) {
-            shared.presence_take(group, channel).await?;
-            reaped += 1;
-        }
-    }
-    let mut delete = redis::cmd("DEL");
-    delete.arg(&listed_key);
-    shared
-        .run(delete.query_async::<()>(&mut connection))
-        .await?;
-    if reaped > 0 {
-        tracing::info!(target: "switchboard::layer", process, listings = reaped, "a stopped process's presence listings were removed");
-    }
-    Ok(())
-}
-
-/// Unsubscribes from groups that lost their last local member as soon as one leaves (notices
-/// that come while it works are taken together), and every `unsubscribe_interval` as well; logs
-/// the messages found lost since the last time then (not at each gap: a message overtaken by a
-/// later one from the same process leaves a gap that closes a moment later).
-async fn unsubscriber(shared: Arc<Shared>) {
-    let mut every = tokio::time::interval(shared.config.unsubscribe_interval);
-    every.tick().await;
-    let mut reported = 0;
-    loop {
-        tokio::select! {
-            () = shared.stop.cancelled() => return,
-            () = shared.left_a_group.notified() => shared.unsubscribe_unused().await,
-            _ = every.tick() => {
-                shared.unsubscribe_unused().await;
-                let lost = shared.lost();
-                if lost > reported {
-                    tracing::warn!(target: "switchboard::layer", lost = lost - reported, total = lost, "messages from other processes lost in transit (Redis or the subscription was down)");
-                    reported = lost;
-                }
-            }
-        }
-    }
-}
-
-/// Moves messages of named channel `channel` from Redis to this process's readers, one at a
-/// time: the next is taken only after a reader took the last.
-async fn pump(shared: Arc<Shared>, channel: Box<str>, taken: Arc<Notify>) {
-    let key = shared.key("c", &channel);
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.config.command_timeout))
-        .set_response_timeout(Some(
-            Duration::from_secs_f64(BLOCK_SECONDS) + shared.config.command_timeout,
-        ));
-    let mut connection = None;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        if shared.stop.is_cancelled() {
-            return;
-        }
-        let conn = match connection.as_mut() {
-            Some(conn) => conn,
-            None => {
-                let made = tokio::select! {
-                    () = shared.stop.cancelled() => return,
-                    made = shared.client.get_multiplexed_async_connection_with_config(&config) => made,
-                };
-                match made {
-                    Ok(made) => connection.insert(made),
-                    Err(error) => {
-                        tracing::warn!(target: "switchboard::layer", channel = &*channel, %error, "cannot reach Redis to read a named channel; retrying");
-                        tokio::select! {
-                            () = shared.stop.cancelled() => return,
-                            () = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(2));
-                        continue;
-                    }
-                }
-            }
-        };
-        let mut blpop = redis::cmd("BLPOP");
-        blpop.arg(&key).arg(BLOCK_SECONDS);
-        let popped = tokio::select! {
-            () = shared.stop.cancelled() => return,
-            popped = blpop.query_async::<Option<(String, String)>>(conn) => popped,
-        };
-        let item = match popped {
-            Ok(Some((_, item))) => item,
-            Ok(None) => continue,
-            Err(error) => {
-                tracing::warn!(target: "switchboard::layer", channel = &*channel, %error, "reading a named channel failed; reconnecting");
-                connection = None;
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        let Some((deadline, json)) = item.split_once(' ') else {
-            continue;
-        };
-        if deadline.parse::<u64>().is_ok_and(|d| d <= now_ms()) {
-            shared.counters.expired.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let Ok(event) = Event::from_json(json) else {
-            tracing::warn!(target: "switchboard::layer", channel = &*channel, "bad event in a named channel: dropped");
-            continue;
-        };
-        if shared.local.send(&channel, event).await.is_err() {
-            continue;
-        }
-        tokio::select! {
-            () = shared.stop.cancelled() => return,
-            () = taken.notified() => {}
-        }
     }
 }
 
@@ -1379,21 +851,6 @@ impl ChannelLayer for RedisChannelLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn payloads_round_trip() {
-        let payload = encode("specific.ab!", 7, "specific.ab!3", r#"{"type":"x"}"#);
-        let message = decode(&payload).unwrap();
-        assert_eq!(message.publisher, "specific.ab!");
-        assert_eq!(message.number, 7);
-        assert_eq!(message.target, "specific.ab!3");
-        assert_eq!(message.json, r#"{"type":"x"}"#);
-        let group = encode("p", 1, "", "{\n}");
-        let message = decode(&group).unwrap();
-        assert_eq!(message.target, "");
-        assert_eq!(message.json, "{\n}");
-        assert!(decode(b"no header").is_none());
-    }
 
     #[test]
     fn lost_counts_gaps_and_late_arrivals() {

@@ -1,0 +1,111 @@
+//! [`RedisConfig`]: the Redis layer's settings.
+
+use std::time::Duration;
+
+/// Settings of a [`RedisChannelLayer`](super::RedisChannelLayer). Capacity and expiries default to Channels'
+/// (`channels_redis`) values.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::layer::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://127.0.0.1:6379")
+///     .prefix("myapp")
+///     .capacity(500)
+///     .command_timeout(Duration::from_secs(1));
+/// assert_eq!(config.prefix, "myapp");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The server, as a `redis://[user:password@]host[:port][/db]` URL.
+    pub url: String,
+    /// Start of every Redis key and channel the layer uses, so that several apps can share one
+    /// server. Default `"switchboard"` (Channels: `"asgi"`).
+    pub prefix: String,
+    /// Messages a channel holds before `send` fails with `ChannelFull` (count). Default 100.
+    pub capacity: usize,
+    /// How long a message waits to be received before it is dropped. Default 60 s.
+    pub expiry: Duration,
+    /// How long a group membership lasts after its last `group_add`. Default 86400 s.
+    pub group_expiry: Duration,
+    /// Longest wait for one Redis command; past it the operation fails with
+    /// [`LayerError::Unavailable`](crate::layer::LayerError::Unavailable). Default 3 s. The subscription connection has no read timeout:
+    /// an idle subscriber is never cut off (the failure `channels_redis` users meet in
+    /// django/channels_redis#422); it is checked by a `PING` every
+    /// [`health_check_interval`](Self::health_check_interval) instead.
+    pub command_timeout: Duration,
+    /// How often the subscription connection is checked with a `PING`. Default 15 s.
+    pub health_check_interval: Duration,
+    /// How long a process counts as alive after its last heartbeat (for presence lists); it
+    /// beats three times per period. Default 30 s.
+    pub process_ttl: Duration,
+    /// How often messages found lost are logged, and groups that lost their last local member
+    /// are checked for (they are also unsubscribed as soon as a member leaves). Default 30 s.
+    pub unsubscribe_interval: Duration,
+}
+
+impl RedisConfig {
+    /// Settings for the server at `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "switchboard".to_owned(),
+            capacity: 100,
+            expiry: Duration::from_secs(60),
+            group_expiry: Duration::from_secs(86_400),
+            command_timeout: Duration::from_secs(3),
+            health_check_interval: Duration::from_secs(15),
+            process_ttl: Duration::from_secs(30),
+            unsubscribe_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// Sets [`prefix`](Self::prefix).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`capacity`](Self::capacity): messages per channel.
+    pub fn capacity(mut self, messages: usize) -> Self {
+        self.capacity = messages;
+        self
+    }
+
+    /// Sets [`expiry`](Self::expiry): how long a message may wait.
+    pub fn expiry(mut self, expiry: Duration) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Sets [`group_expiry`](Self::group_expiry): how long a membership lasts.
+    pub fn group_expiry(mut self, expiry: Duration) -> Self {
+        self.group_expiry = expiry;
+        self
+    }
+
+    /// Sets [`command_timeout`](Self::command_timeout).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Sets [`health_check_interval`](Self::health_check_interval).
+    pub fn health_check_interval(mut self, interval: Duration) -> Self {
+        self.health_check_interval = interval;
+        self
+    }
+
+    /// Sets [`process_ttl`](Self::process_ttl).
+    pub fn process_ttl(mut self, ttl: Duration) -> Self {
+        self.process_ttl = ttl;
+        self
+    }
+
+    /// Sets [`unsubscribe_interval`](Self::unsubscribe_interval).
+    pub fn unsubscribe_interval(mut self, interval: Duration) -> Self {
+        self.unsubscribe_interval = interval;
+        self
+    }
+}
