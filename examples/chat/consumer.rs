@@ -1,0 +1,269 @@
+//! The chat's consumer: rooms, presence, history on joining, and private messages.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use switchboard::application::WebSocketApplication;
+use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
+use switchboard::layer::user_group;
+use switchboard::middleware::{
+    authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
+};
+use switchboard::routing::UrlRouter;
+
+use super::history::{History, StoredMessage};
+use super::HISTORY_ON_JOIN;
+
+/// Longest message accepted, in characters.
+pub(crate) const MAX_MESSAGE_CHARS: usize = 2000;
+/// Longest user name kept, in characters.
+const MAX_USER_CHARS: usize = 32;
+/// Longest room name accepted (the group name adds a 5-character prefix; groups stay under 100).
+const MAX_ROOM_CHARS: usize = 64;
+
+/// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
+#[derive(Clone, Debug)]
+pub(crate) struct ChatUser {
+    name: String,
+}
+
+/// What the browser sends: a message for the room, or, with `to`, for one user only.
+#[derive(Deserialize)]
+pub(crate) struct ChatIn {
+    message: String,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// A private message, to every connection of `to` and of the sender, in any room or process:
+/// `{"type": "message", "message": .., "user": .., "time": .., "private": true, "to": ..}`. Not
+/// kept in the room's history.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "message")]
+struct PrivateMessage<'a> {
+    message: &'a str,
+    user: &'a str,
+    time: u64,
+    private: bool,
+    to: &'a str,
+}
+
+/// What a user is listed in a room's presence with.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct Listed {
+    name: String,
+}
+
+/// What travels through the channel layer to every member of the room, and, unchanged, to their
+/// browsers: `{"type": "message", "id": .., "message": .., "user": .., "time": ..}`.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename = "message")]
+pub(crate) struct ChatMessage {
+    #[serde(flatten)]
+    pub(crate) stored: StoredMessage,
+}
+
+/// A history message, as the browser receives it.
+#[derive(Serialize)]
+struct HistoryOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    stored: &'a StoredMessage,
+    history: bool,
+}
+
+/// One entry of the online list sent on joining.
+#[derive(Serialize)]
+struct Online {
+    channel: String,
+    name: String,
+}
+
+pub(crate) struct ChatConsumer {
+    history: History,
+    room: String,
+    group: String,
+}
+
+impl ChatConsumer {
+    pub(crate) fn new(history: History) -> Self {
+        Self {
+            history,
+            room: String::new(),
+            group: String::new(),
+        }
+    }
+}
+
+pub(crate) fn valid_room(room: &str) -> bool {
+    !room.is_empty()
+        && room.len() <= MAX_ROOM_CHARS
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn clean_name(name: &str) -> Option<String> {
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_USER_CHARS)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+fn user_of(ctx: &Context) -> String {
+    ctx.scope()
+        .extensions
+        .get::<ChatUser>()
+        .map_or("anonymous", |u| &u.name)
+        .to_owned()
+}
+
+#[switchboard::async_trait]
+impl JsonWebSocketConsumer for ChatConsumer {
+    type Incoming = ChatIn;
+    /// Every event this consumer gets is forwarded as it is (below); none is parsed.
+    type Event = serde::de::IgnoredAny;
+    const FORWARDED_EVENTS: &'static [&'static str] =
+        &["message", "presence.join", "presence.leave"];
+
+    async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+        let room = ctx
+            .scope()
+            .url_route
+            .get("room")
+            .unwrap_or("lobby")
+            .to_owned();
+        if !valid_room(&room) {
+            // Before accept, close refuses the handshake with HTTP 403.
+            ctx.close(4000, "bad room name").await?;
+            return Ok(());
+        }
+        self.group = format!("chat_{room}");
+        self.room = room;
+        let name = user_of(ctx);
+        if ctx.scope().extensions.get::<ChatUser>().is_some() {
+            // Every tab of this user, on any process, is in the user's group: private messages.
+            ctx.group_add(&user_group(&name)).await?;
+        }
+        ctx.presence_add(&self.group, &Listed { name }).await?; // joins the group too
+        let online: Vec<Online> = ctx
+            .presence_list(&self.group)
+            .await?
+            .into_iter()
+            .filter_map(|p| {
+                let listed: Listed = serde_json::from_value(p.meta).ok()?;
+                Some(Online {
+                    channel: p.channel,
+                    name: listed.name,
+                })
+            })
+            .collect();
+        ctx.accept().await?;
+        // The history and the online list go out together, in one write.
+        for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
+            let out = HistoryOut {
+                kind: "message",
+                stored: &stored,
+                history: true,
+            };
+            ctx.feed_json(&out).await?;
+        }
+        ctx.feed_json(&serde_json::json!({ "type": "presence", "online": online }))
+            .await?;
+        ctx.flush().await?;
+        Ok(())
+    }
+
+    async fn receive_json(&mut self, ctx: &mut Context, msg: ChatIn) -> switchboard::Result<()> {
+        let message = msg.message.trim();
+        if message.is_empty() {
+            return send_error(ctx, "empty message").await;
+        }
+        if message.chars().count() > MAX_MESSAGE_CHARS {
+            return send_error(ctx, "message too long").await;
+        }
+        let user = user_of(ctx);
+        if let Some(to) = msg.to.as_deref().map(str::trim).filter(|to| !to.is_empty()) {
+            return private_message(ctx, &user, to, message).await;
+        }
+        let stored = self.history.add(&self.room, &user, message).await?;
+        ctx.group_send(&self.group, &ChatMessage { stored }).await?;
+        Ok(())
+    }
+
+    async fn invalid_message(
+        &mut self,
+        ctx: &mut Context,
+        error: InvalidMessage,
+    ) -> switchboard::Result<()> {
+        send_error(ctx, &error.to_string()).await
+    }
+}
+
+/// Sends `message` from `user` to every connection of `to` and of `user` (all their tabs), or
+/// answers with an error when `to` has none open.
+async fn private_message(
+    ctx: &mut Context,
+    user: &str,
+    to: &str,
+    message: &str,
+) -> switchboard::Result<()> {
+    let event = PrivateMessage {
+        message,
+        user,
+        time: now_ms(),
+        private: true,
+        to,
+    };
+    let signed_in = ctx.scope().extensions.get::<ChatUser>().is_some();
+    let sent = ctx.group_send(&user_group(to), &event).await?;
+    if !sent.reached_anyone() {
+        return send_error(ctx, &format!("{to} is not online")).await;
+    }
+    if !signed_in {
+        // Anonymous senders have no group of their own: this connection alone gets its copy.
+        ctx.send_json(&event).await?;
+    } else if to != user {
+        ctx.group_send(&user_group(user), &event).await?;
+    }
+    Ok(())
+}
+
+async fn send_error(ctx: &mut Context, error: &str) -> switchboard::Result<()> {
+    ctx.send_json(&serde_json::json!({ "error": error }))
+        .await?;
+    Ok(())
+}
+
+/// The chat's WebSocket side: origin check → user name → `/ws/chat/{room}/`.
+pub(crate) fn websocket_app(
+    history: History,
+    allowed_hosts: &[String],
+) -> impl WebSocketApplication {
+    let names = authenticator_fn(|name: String| async move {
+        Ok(clean_name(&name).map(|name| ChatUser { name }))
+    });
+    AllowedHostsOriginValidator::new(
+        AuthMiddleware::new(
+            UrlRouter::new().nest(
+                "/ws",
+                UrlRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
+            ),
+            names,
+        )
+        .token_sources([TokenSource::query("name"), TokenSource::cookie("name")]),
+        allowed_hosts,
+    )
+    // Pages this server (or the proxy in front of it, if trusted) served may connect.
+    .allow_same_origin()
+}

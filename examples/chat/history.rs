@@ -1,0 +1,318 @@
+//! The chat's history: each room's recent messages in memory (or in Redis, shared by several
+//! processes) and every message in SQLite, written behind the conversation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::consumer::now_ms;
+use super::HISTORY_ON_JOIN;
+
+/// A stored message, as the browser receives it.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct StoredMessage {
+    id: i64,
+    message: String,
+    user: String,
+    time: u64,
+}
+
+/// Each room's messages: the last [`HISTORY_ON_JOIN`] of every room in memory (read from SQLite
+/// the first time the room is asked for), and every message written to SQLite behind the
+/// conversation by one writer thread that commits in batches. Joining and talking never wait for
+/// the disk; a crash may lose the last messages not yet written, [`History::close`] writes them.
+///
+/// Shared by several processes ([`History::share_through`]), the ids come from one Redis counter
+/// and each room's recent messages from a Redis list, so every process sees every process's
+/// messages; SQLite still keeps each process's own messages.
+#[derive(Clone)]
+pub(crate) struct History {
+    inner: Arc<HistoryInner>,
+}
+
+struct HistoryInner {
+    db: Arc<Mutex<rusqlite::Connection>>,
+    rooms: Mutex<HashMap<String, VecDeque<StoredMessage>>>,
+    next_id: AtomicI64,
+    writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    shared: Option<redis::aio::ConnectionManager>,
+}
+
+/// Redis key of the message-id counter shared by every chat process.
+const REDIS_NEXT_ID: &str = "chat:next_id";
+
+/// `add` in Redis: the next id, and the message (`ARGV[1]`, a JSON object without the id, given
+/// the id as its first field) pushed onto the room's list, trimmed to the last `ARGV[2]`.
+static ADD_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local id = redis.call('INCR', KEYS[1]) \
+         redis.call('RPUSH', KEYS[2], '{\"id\":' .. id .. ',' .. string.sub(ARGV[1], 2)) \
+         redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1) \
+         return id",
+    )
+});
+
+fn redis_room_key(room: &str) -> String {
+    format!("chat:history:{room}")
+}
+
+/// Messages waiting for the writer before `add` waits for it.
+const WRITE_QUEUE: usize = 4096;
+
+impl History {
+    pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<Self> {
+        let open = || -> rusqlite::Result<rusqlite::Connection> {
+            let db = rusqlite::Connection::open(path)?;
+            // WAL with synchronous=NORMAL: a commit does not wait for the disk (a power cut may
+            // lose the last messages, never corrupt the file), as SQLite recommends with WAL.
+            db.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 CREATE TABLE IF NOT EXISTS messages (
+                     id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
+                     message TEXT NOT NULL, time INTEGER NOT NULL);
+                 CREATE INDEX IF NOT EXISTS messages_room ON messages (room, id);",
+            )?;
+            Ok(db)
+        };
+        let reader = open()?;
+        let next_id: i64 =
+            reader.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |row| {
+                row.get(0)
+            })?;
+        // ":memory:" is a new database per connection: there, one connection serves both sides.
+        let shared = Arc::new(Mutex::new(reader));
+        let writer_db = if path == std::path::Path::new(":memory:") {
+            WriterDb::Shared(shared.clone())
+        } else {
+            WriterDb::Own(open()?)
+        };
+        let (writes, queue) = tokio::sync::mpsc::channel(WRITE_QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("chat-history".into())
+            .spawn(move || write_behind(&writer_db, queue))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Self {
+            inner: Arc::new(HistoryInner {
+                db: shared,
+                rooms: Mutex::new(HashMap::new()),
+                next_id: AtomicI64::new(next_id),
+                writes: Mutex::new(Some(writes)),
+                writer: Mutex::new(Some(writer)),
+                shared: None,
+            }),
+        })
+    }
+
+    /// The same history shared with every chat process using the Redis server at `url`; the id
+    /// counter starts above every id in this process's SQLite file.
+    pub(crate) async fn share_through(
+        self,
+        url: &str,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let mut redis = redis::Client::open(url)?.get_connection_manager().await?;
+        let first_free = self.inner.next_id.load(Ordering::Relaxed);
+        redis::Script::new(
+            "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then \
+             redis.call('SET', KEYS[1], ARGV[1]) end",
+        )
+        .key(REDIS_NEXT_ID)
+        .arg(first_free - 1)
+        .invoke_async::<()>(&mut redis)
+        .await?;
+        let inner = Arc::into_inner(self.inner).ok_or("history already in use")?;
+        Ok(Self {
+            inner: Arc::new(HistoryInner {
+                shared: Some(redis),
+                ..inner
+            }),
+        })
+    }
+
+    /// Makes sure `room`'s recent messages are in memory.
+    async fn load(&self, room: &str) -> switchboard::Result<()> {
+        if self.inner.rooms.lock().unwrap().contains_key(room) {
+            return Ok(());
+        }
+        let db = self.inner.db.clone();
+        let key = room.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || -> rusqlite::Result<VecDeque<StoredMessage>> {
+            let db = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut query = db.prepare_cached(
+                "SELECT id, message, user, time FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = query.query_map(rusqlite::params![key, HISTORY_ON_JOIN as i64], |row| {
+                Ok(StoredMessage {
+                    id: row.get(0)?,
+                    message: row.get(1)?,
+                    user: row.get(2)?,
+                    time: row.get::<_, i64>(3)? as u64,
+                })
+            })?;
+            let mut messages = rows.collect::<rusqlite::Result<VecDeque<_>>>()?;
+            messages.make_contiguous().reverse();
+            Ok(messages)
+        })
+        .await??;
+        // A load that lost a race keeps what the winner (and any message since) put there.
+        self.inner
+            .rooms
+            .lock()
+            .unwrap()
+            .entry(room.to_owned())
+            .or_insert(loaded);
+        Ok(())
+    }
+
+    /// Stores a message and returns it with its id.
+    pub(crate) async fn add(
+        &self,
+        room: &str,
+        user: &str,
+        message: &str,
+    ) -> switchboard::Result<StoredMessage> {
+        if let Some(redis) = &self.inner.shared {
+            // One round trip: the id from the shared counter, the message onto the room's list
+            // (its JSON completed with the id in Redis), the list trimmed to the last 50.
+            let mut stored = StoredMessage {
+                id: 0,
+                message: message.to_owned(),
+                user: user.to_owned(),
+                time: now_ms(),
+            };
+            // `{"message":..,"user":..,"time":..}`, which the script completes with the id.
+            let mut fields = serde_json::to_value(&stored)?;
+            if let Some(fields) = fields.as_object_mut() {
+                fields.remove("id");
+            }
+            stored.id = ADD_SCRIPT
+                .key(REDIS_NEXT_ID)
+                .key(redis_room_key(room))
+                .arg(fields.to_string())
+                .arg(HISTORY_ON_JOIN)
+                .invoke_async(&mut redis.clone())
+                .await?;
+            self.write_behind(room, &stored).await?;
+            return Ok(stored);
+        }
+        self.load(room).await?;
+        let stored = StoredMessage {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            message: message.to_owned(),
+            user: user.to_owned(),
+            time: now_ms(),
+        };
+        {
+            let mut rooms = self.inner.rooms.lock().unwrap();
+            let recent = rooms.entry(room.to_owned()).or_default();
+            recent.push_back(stored.clone());
+            while recent.len() > HISTORY_ON_JOIN {
+                recent.pop_front();
+            }
+        }
+        self.write_behind(room, &stored).await?;
+        Ok(stored)
+    }
+
+    /// Queues `stored` for the SQLite writer.
+    async fn write_behind(&self, room: &str, stored: &StoredMessage) -> switchboard::Result<()> {
+        let writes = self.inner.writes.lock().unwrap().clone();
+        if let Some(writes) = writes {
+            // Waits only when the writer is 4096 messages behind.
+            writes.send((room.to_owned(), stored.clone())).await?;
+        }
+        Ok(())
+    }
+
+    /// The last `limit` messages of `room`, oldest first.
+    pub(crate) async fn recent(
+        &self,
+        room: &str,
+        limit: usize,
+    ) -> switchboard::Result<Vec<StoredMessage>> {
+        if let Some(redis) = &self.inner.shared {
+            let mut redis = redis.clone();
+            let stored: Vec<String> = redis::cmd("LRANGE")
+                .arg(redis_room_key(room))
+                .arg(-(limit as isize))
+                .arg(-1)
+                .query_async(&mut redis)
+                .await?;
+            if !stored.is_empty() {
+                return Ok(stored
+                    .iter()
+                    .filter_map(|json| serde_json::from_str(json).ok())
+                    .collect());
+            }
+        }
+        self.load(room).await?;
+        let rooms = self.inner.rooms.lock().unwrap();
+        let recent = rooms
+            .get(room)
+            .map(|r| r.iter().rev().take(limit).rev().cloned().collect());
+        Ok(recent.unwrap_or_default())
+    }
+
+    /// Writes what is still queued and stops the writer.
+    pub(crate) async fn close(&self) {
+        self.inner.writes.lock().unwrap().take();
+        let writer = self.inner.writer.lock().unwrap().take();
+        if let Some(writer) = writer {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+enum WriterDb {
+    Own(rusqlite::Connection),
+    Shared(Arc<Mutex<rusqlite::Connection>>),
+}
+
+/// The writer thread: takes what is queued, commits it in one transaction, repeats.
+fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<(String, StoredMessage)>) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < 512 {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = match db {
+            WriterDb::Own(db) => write_batch(db, &batch),
+            WriterDb::Shared(db) => {
+                write_batch(&db.lock().unwrap_or_else(|p| p.into_inner()), &batch)
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, lost = batch.len(), "could not write chat history");
+        }
+        batch.clear();
+    }
+}
+
+fn write_batch(
+    db: &rusqlite::Connection,
+    batch: &[(String, StoredMessage)],
+) -> rusqlite::Result<()> {
+    db.execute_batch("BEGIN")?;
+    {
+        let mut insert = db.prepare_cached(
+            "INSERT INTO messages (id, room, user, message, time) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (room, m) in batch {
+            insert.execute(rusqlite::params![
+                m.id,
+                room,
+                m.user,
+                m.message,
+                m.time as i64
+            ])?;
+        }
+    }
+    db.execute_batch("COMMIT")
+}
