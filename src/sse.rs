@@ -194,8 +194,8 @@ enum Output {
     Streaming(mpsc::Sender<Bytes>),
 }
 
-/// What an [`SseConsumer`] uses: the request's scope, `send`, and (by dereference) its
-/// [`ChannelContext`] for groups and the layer.
+/// What an [`SseConsumer`] uses: the request's scope, `send`, and [`ChannelContext`]'s methods
+/// for groups and the layer (`ctx.group_add(..)`, `ctx.group_send(..)`).
 pub struct SseContext {
     scope: Scope,
     channel: ChannelContext,
@@ -211,13 +211,7 @@ impl std::fmt::Debug for SseContext {
     }
 }
 
-impl std::ops::Deref for SseContext {
-    type Target = ChannelContext;
-
-    fn deref(&self) -> &ChannelContext {
-        &self.channel
-    }
-}
+crate::consumer::channel_methods!(SseContext, channel);
 
 impl SseContext {
     /// The request's scope (protocol `Http`).

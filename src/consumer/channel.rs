@@ -7,8 +7,9 @@ use serde::Serialize;
 use crate::layer::{ChannelLayer, GroupSent, IntoEvent, LayerError, LayerHandle, Presence};
 
 /// A consumer's side of the channel layer: its channel name and the layer, with the shortcuts
-/// consumers use. WebSocket [`Context`](super::Context)s, worker contexts and SSE contexts all
-/// dereference to one, so `ctx.group_send(..)` works in each.
+/// consumers use. Workers get one as their context; WebSocket [`Context`](super::Context)s and
+/// SSE contexts hold one ([`Context::channel`](super::Context::channel)) and offer the same
+/// methods, so `ctx.group_send(..)` reads the same in each.
 #[derive(Clone)]
 pub struct ChannelContext {
     channel_name: Arc<str>,
@@ -134,3 +135,141 @@ impl ChannelContext {
         self.layer.presence_list(group).await
     }
 }
+
+/// Gives a context that holds a [`ChannelContext`] in field `$field` the same layer methods, each
+/// forwarding to it (one set of methods shared without `Deref`). The returned futures borrow
+/// only the `ChannelContext`, so they are `Send` though the context (which owns a socket) is not
+/// `Sync`.
+macro_rules! channel_methods {
+    ($context:ty, $field:ident) => {
+        impl $context {
+            /// The consumer's side of the channel layer, to hand to code that takes a
+            /// [`ChannelContext`](crate::consumer::ChannelContext).
+            pub fn channel(&self) -> &crate::consumer::ChannelContext {
+                &self.$field
+            }
+
+            /// This consumer's channel name: anyone holding it can send events to this consumer.
+            pub fn channel_name(&self) -> &str {
+                self.$field.channel_name()
+            }
+
+            /// The channel layer, for what the shortcuts here do not cover (clone it for tasks
+            /// the consumer spawns).
+            pub fn channel_layer(&self) -> &crate::layer::LayerHandle {
+                self.$field.channel_layer()
+            }
+
+            /// As [`ChannelContext::group_add`](crate::consumer::ChannelContext::group_add):
+            /// adds this consumer to `group` (left by itself when the consumer ends).
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::group_add`](crate::consumer::ChannelContext::group_add).
+            pub fn group_add<'a>(
+                &'a self,
+                group: &'a str,
+            ) -> impl std::future::Future<Output = Result<(), crate::layer::LayerError>> + Send + 'a
+            {
+                self.$field.group_add(group)
+            }
+
+            /// As [`ChannelContext::group_discard`](crate::consumer::ChannelContext::group_discard).
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::group_discard`](crate::consumer::ChannelContext::group_discard).
+            pub fn group_discard<'a>(
+                &'a self,
+                group: &'a str,
+            ) -> impl std::future::Future<Output = Result<(), crate::layer::LayerError>> + Send + 'a
+            {
+                self.$field.group_discard(group)
+            }
+
+            /// As [`ChannelContext::group_send`](crate::consumer::ChannelContext::group_send):
+            /// `event` (an [`Event`](crate::layer::Event), or `&T` for a `T` that serializes to a
+            /// JSON object with a string `"type"`) to every member of `group`.
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::group_send`](crate::consumer::ChannelContext::group_send).
+            pub fn group_send<'a>(
+                &'a self,
+                group: &'a str,
+                event: impl crate::layer::IntoEvent,
+            ) -> impl std::future::Future<
+                Output = Result<crate::layer::GroupSent, crate::layer::LayerError>,
+            > + Send
+                   + 'a {
+                let event = crate::layer::IntoEvent::into_event(event);
+                let channel = &self.$field;
+                async move { channel.group_send(group, event?).await }
+            }
+
+            /// As [`ChannelContext::send_to_channel`](crate::consumer::ChannelContext::send_to_channel).
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::send_to_channel`](crate::consumer::ChannelContext::send_to_channel).
+            pub fn send_to_channel<'a>(
+                &'a self,
+                channel: &'a str,
+                event: impl crate::layer::IntoEvent,
+            ) -> impl std::future::Future<Output = Result<(), crate::layer::LayerError>> + Send + 'a
+            {
+                let event = crate::layer::IntoEvent::into_event(event);
+                let context = &self.$field;
+                async move { context.send_to_channel(channel, event?).await }
+            }
+
+            /// As [`ChannelContext::presence_add`](crate::consumer::ChannelContext::presence_add).
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::presence_add`](crate::consumer::ChannelContext::presence_add).
+            pub fn presence_add<'a, T: serde::Serialize + ?Sized>(
+                &'a self,
+                group: &'a str,
+                meta: &T,
+            ) -> impl std::future::Future<Output = Result<(), crate::layer::LayerError>> + Send + 'a
+            {
+                let meta = serde_json::to_value(meta);
+                let channel = &self.$field;
+                async move {
+                    let meta = meta.map_err(|e| crate::layer::LayerError::Event(e.into()))?;
+                    channel.presence_add(group, &meta).await
+                }
+            }
+
+            /// As [`ChannelContext::presence_remove`](crate::consumer::ChannelContext::presence_remove).
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::presence_remove`](crate::consumer::ChannelContext::presence_remove).
+            pub fn presence_remove<'a>(
+                &'a self,
+                group: &'a str,
+            ) -> impl std::future::Future<Output = Result<(), crate::layer::LayerError>> + Send + 'a
+            {
+                self.$field.presence_remove(group)
+            }
+
+            /// As [`ChannelContext::presence_list`](crate::consumer::ChannelContext::presence_list).
+            ///
+            /// # Errors
+            ///
+            /// As [`ChannelContext::presence_list`](crate::consumer::ChannelContext::presence_list).
+            pub fn presence_list<'a>(
+                &'a self,
+                group: &'a str,
+            ) -> impl std::future::Future<
+                Output = Result<Vec<crate::layer::Presence>, crate::layer::LayerError>,
+            > + Send
+                   + 'a {
+                self.$field.presence_list(group)
+            }
+        }
+    };
+}
+pub(crate) use channel_methods;

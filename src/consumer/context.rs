@@ -95,7 +95,7 @@ pub(crate) enum Phase {
 
 /// A consumer's handle on its connection and the channel layer, passed to every handler.
 ///
-/// It dereferences to a [`ChannelContext`] for the layer side (`ctx.group_add(..)`,
+/// It has [`ChannelContext`]'s methods for the layer side (`ctx.group_add(..)`,
 /// `ctx.group_send(..)`, `ctx.channel_name()`, presence). Socket methods fail with
 /// [`WebSocketError`]; layer methods with [`LayerError`](crate::layer::LayerError). Both convert
 /// into [`crate::Error`], so `?` works in handlers. Socket methods take `&mut self`: the context
@@ -424,15 +424,7 @@ impl Context {
     }
 }
 
-impl std::ops::Deref for Context {
-    type Target = ChannelContext;
-
-    /// The consumer's channel-layer side: `ctx.group_add(..)`, `ctx.group_send(..)`,
-    /// `ctx.channel_name()` and the rest of [`ChannelContext`].
-    fn deref(&self) -> &ChannelContext {
-        &self.channel
-    }
-}
+super::channel::channel_methods!(Context, channel);
 
 /// Runs a socket write, giving up (`None`) after `limit`. A write that completes at once never
 /// arms the timer.

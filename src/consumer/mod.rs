@@ -33,6 +33,7 @@ use crate::error::Result;
 use crate::layer::Event;
 use crate::websocket::{close_code, Message};
 
+pub(crate) use channel::channel_methods;
 pub use channel::ChannelContext;
 pub use context::{AcceptOptions, ConnectionHandle, Context, WebSocketError};
 pub(crate) use runner::{guarded, run, Failure};
