@@ -16,7 +16,10 @@
 //! - The [channel layer](layer) carries [`Event`](layer::Event)s between consumers, and from any
 //!   task: [`InMemoryChannelLayer`](layer::InMemoryChannelLayer) in one process,
 //!   `RedisChannelLayer` (feature `redis`) across processes, with the same API.
-//! - [`serve`] runs it all on a tokio `TcpListener`, with graceful shutdown.
+//! - [`serve`] runs it all on a tokio `TcpListener`, with graceful shutdown; or mount it in your
+//!   own `axum::serve` app as an [`AppService`]. Either way HTTP handlers find the consumers'
+//!   [`LayerHandle`](layer::LayerHandle) in their requests (axum: `Extension<LayerHandle>`).
+//! - [`testing`] (feature `testing`) drives applications in process, as Channels' `testing`.
 //!
 //! ```no_run
 //! use serde::{Deserialize, Serialize};
@@ -80,14 +83,36 @@
 //! | handler methods named after the event `type` | [`JsonWebSocketConsumer::event`](consumer::JsonWebSocketConsumer::event) with a `#[serde(tag = "type")]` enum |
 //! | `InMemoryChannelLayer` | [`layer::InMemoryChannelLayer`] |
 //! | `channels_redis.core.RedisChannelLayer` | `layer::RedisChannelLayer` (feature `redis`) |
-//! | `get_channel_layer()` | the layer you pass to [`Serve::channel_layer`] (clone it for HTTP handlers) |
-//! | `daphne app:application` | [`serve`]`(listener, app)` |
+//! | `get_channel_layer()` | [`LayerHandle`](layer::LayerHandle): `Extension<LayerHandle>` in an HTTP handler, [`ctx.channel_layer()`](consumer::ChannelContext::channel_layer) in a consumer |
+//! | `f"user_{user.id}"` groups | [`layer::user_group`] |
+//! | `channels.testing.WebsocketCommunicator`, `HttpCommunicator` | `testing::WebSocketCommunicator`, `testing::HttpCommunicator` (feature `testing`) |
+//! | `daphne app:application` | [`serve`]`(listener, app)`, or [`AppService`] in your own server |
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `redis` | `layer::RedisChannelLayer` and `layer::RedisConfig`: the channel layer across processes, on Redis |
+//! | `tls` | `Serve::tls` with `TlsConfig`: `wss://` and `https://` served directly (rustls, ring) |
+//! | `metrics` | `switchboard::metrics`: the server's counts in Prometheus' text format |
+//! | `testing` | `switchboard::testing`: communicators and a test server for your own tests |
+//! | `axum` | [`AppService`] reads the client's address from axum's `ConnectInfo` |
+//!
+//! None is on by default.
 //!
 //! ## Logs
 //!
-//! Through `tracing`, on fixed targets: `switchboard::server` (accepting, handshakes, shutdown),
-//! `switchboard::routing`, `switchboard::consumer` (handler failures, closes) and
-//! `switchboard::layer` (dropped messages).
+//! Through `tracing`, on fixed targets:
+//!
+//! | target | what |
+//! | --- | --- |
+//! | `switchboard::server` | listening, accept failures, refused handshakes, shutdown |
+//! | `switchboard::routing` | paths with no route |
+//! | `switchboard::middleware` | origin and authentication refusals |
+//! | `switchboard::consumer` | handler failures and panics, closes, slow clients; a `websocket` span per connection (path, client, channel) |
+//! | `switchboard::layer` | dropped, expired and lost messages; Redis outages and reconnections |
+//! | `switchboard::sse` | event-stream consumer failures |
+//! | `switchboard::worker` | worker failures |
 
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -98,6 +123,7 @@ pub mod consumer;
 mod error;
 pub mod layer;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod middleware;
 pub mod routing;
@@ -105,6 +131,7 @@ pub mod scope;
 mod server;
 pub mod sse;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 #[cfg(feature = "tls")]
 mod tls;
@@ -123,4 +150,5 @@ pub use server::{
     ShutdownHandle, SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,
 };
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{TlsConfig, TlsError};

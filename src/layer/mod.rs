@@ -99,6 +99,7 @@ pub use names::{
 };
 pub(crate) use queue::ChannelQueue;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisChannelLayer, RedisConfig};
 
 /// A channel layer: named channels (point to point) and groups (broadcast).

@@ -127,6 +127,7 @@ impl Serve {
     /// Serves TLS on the port (feature `tls`): `wss://` and `https://`. Each connection's TLS
     /// handshake must end within [`ServerConfig::header_read_timeout`]; scopes say `"wss"`.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
         self.tls = Some(tls);
         self
