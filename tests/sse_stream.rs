@@ -151,9 +151,9 @@ async fn streams_history_then_live_events() {
     assert!(head.contains("content-type: text/event-stream"), "{head}");
     let seen = read_until(&mut stream, head, "data: three\n\n").await;
     assert!(seen.contains("id: 1\nevent: news\ndata: one\n\n"), "{seen}");
-    publish(&*server.layer, "rust", 4, "four").await;
-    publish(&*server.layer, "other", 5, "not for rust").await;
-    publish(&*server.layer, "rust", 6, "six").await;
+    publish(&server.layer, "rust", 4, "four").await;
+    publish(&server.layer, "other", 5, "not for rust").await;
+    publish(&server.layer, "rust", 6, "six").await;
     let seen = read_until(&mut stream, seen, "data: six\n\n").await;
     assert!(seen.contains("id: 4\nevent: news\ndata: four\n\n"));
     assert!(!seen.contains("not for rust"));
@@ -184,7 +184,7 @@ async fn disconnect_runs_when_the_client_goes_and_groups_are_left() {
     assert_eq!(server.layer.stats().memberships, 1);
     drop(stream);
     // The next event's write finds the client gone, if hyper has not noticed already.
-    publish(&*server.layer, "rust", 9, "anyone?").await;
+    publish(&server.layer, "rust", 9, "anyone?").await;
     within(gone.recv()).await.unwrap();
     assert_eq!(server.layer.stats().memberships, 0);
     assert_eq!(server.layer.stats().channels, 0);

@@ -59,6 +59,11 @@ impl LayerHandle {
         Self(layer)
     }
 
+    /// The layer behind the handle, shared.
+    pub fn as_arc(&self) -> &Arc<dyn ChannelLayer> {
+        &self.0
+    }
+
     /// Sends `event` to the channel named `channel` (point to point), as
     /// [`ChannelLayer::send`].
     ///
@@ -82,6 +87,14 @@ impl LayerHandle {
         event: impl IntoEvent,
     ) -> Result<super::GroupSent, LayerError> {
         self.0.group_send(group, event.into_event()?).await
+    }
+}
+
+/// A layer already shared as an `Arc<dyn ChannelLayer>` becomes a handle without being wrapped
+/// again.
+impl From<Arc<dyn ChannelLayer>> for LayerHandle {
+    fn from(layer: Arc<dyn ChannelLayer>) -> Self {
+        Self(layer)
     }
 }
 

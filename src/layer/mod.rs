@@ -387,53 +387,6 @@ impl fmt::Debug for ChannelReceiver {
     }
 }
 
-/// A shared layer is a layer: an `Arc<dyn ChannelLayer>` can go wherever a layer is asked for, and
-/// becomes a [`LayerHandle`] without being wrapped again.
-#[async_trait]
-impl ChannelLayer for Arc<dyn ChannelLayer> {
-    async fn new_channel(&self) -> Result<ChannelReceiver, LayerError> {
-        (**self).new_channel().await
-    }
-    async fn send(&self, channel: &str, event: Event) -> Result<(), LayerError> {
-        (**self).send(channel, event).await
-    }
-    async fn receive(&self, channel: &str) -> Result<Event, LayerError> {
-        (**self).receive(channel).await
-    }
-    async fn group_add(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        (**self).group_add(group, channel).await
-    }
-    async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        (**self).group_discard(group, channel).await
-    }
-    async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError> {
-        (**self).group_send(group, event).await
-    }
-    async fn presence_add(
-        &self,
-        group: &str,
-        channel: &str,
-        meta: serde_json::Value,
-    ) -> Result<(), LayerError> {
-        (**self).presence_add(group, channel, meta).await
-    }
-    async fn presence_remove(&self, group: &str, channel: &str) -> Result<(), LayerError> {
-        (**self).presence_remove(group, channel).await
-    }
-    async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
-        (**self).presence_list(group).await
-    }
-    async fn flush(&self) -> Result<(), LayerError> {
-        (**self).flush().await
-    }
-    fn stats(&self) -> LayerStats {
-        (**self).stats()
-    }
-    fn into_handle(self) -> LayerHandle {
-        LayerHandle::from_arc(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

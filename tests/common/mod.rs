@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use switchboard::consumer::{Context, WebSocketConsumer};
-use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer};
+use switchboard::layer::{ChannelLayer, Event, InMemoryChannelLayer, LayerHandle};
 use switchboard::routing::ProtocolTypeRouter;
 use switchboard::websocket::Message;
 use switchboard::ServerConfig;
@@ -26,7 +26,7 @@ pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A switchboard server on 127.0.0.1:0, stopped with [`TestServer::shutdown`].
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub layer: std::sync::Arc<dyn ChannelLayer>,
+    pub layer: LayerHandle,
     pub stats: switchboard::StatsHandle,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
@@ -42,7 +42,7 @@ impl TestServer {
         layer: impl ChannelLayer,
         config: ServerConfig,
     ) -> Self {
-        let layer: std::sync::Arc<dyn ChannelLayer> = std::sync::Arc::new(layer);
+        let layer = layer.into_handle();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
