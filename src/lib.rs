@@ -109,10 +109,10 @@
 //! | `switchboard::server` | listening, accept failures, refused handshakes, shutdown |
 //! | `switchboard::routing` | paths with no route |
 //! | `switchboard::middleware` | origin and authentication refusals |
-//! | `switchboard::consumer` | handler failures and panics, closes, slow clients; a `websocket` span per connection (path, client, channel) |
+//! | `switchboard::consumer` | handler failures and panics and events that do not fit a consumer's `Event` type, for every kind of consumer (field `kind`: `websocket`, `sse`, `worker`); closes, slow clients; a `websocket` span per connection (path, client, channel) |
 //! | `switchboard::layer` | dropped, expired and lost messages; Redis outages and reconnections |
-//! | `switchboard::sse` | event-stream consumer failures |
-//! | `switchboard::worker` | worker failures |
+//! | `switchboard::sse` | event streams that could not start |
+//! | `switchboard::worker` | workers that stop |
 
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]

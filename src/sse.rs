@@ -57,7 +57,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::consumer::{guarded, ChannelContext, Failure};
+use crate::consumer::{decode_event, guarded, ChannelContext};
 use crate::layer::{ChannelLayer, ChannelReceiver};
 use crate::scope::{proxy, ConnectionMeta, Protocol, Scope};
 
@@ -344,7 +344,7 @@ pub async fn respond<C: SseConsumer>(
         output: Output::Buffered(Vec::new()),
     };
     if let Err(failure) = guarded(consumer.connect(&mut ctx)).await {
-        log_failure("connect", &failure);
+        failure.log("sse", "connect", "the request is answered with 500");
         return plain(StatusCode::INTERNAL_SERVER_ERROR);
     }
     let (sender, receiver) = mpsc::channel(BUFFERED_EVENTS);
@@ -369,17 +369,6 @@ pub async fn respond<C: SseConsumer>(
     // nginx buffers responses unless told not to.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
-}
-
-fn log_failure(handler: &'static str, failure: &Failure) {
-    match failure {
-        Failure::Error(error) => {
-            tracing::error!(target: "switchboard::sse", handler, %error, "SSE consumer handler failed")
-        }
-        Failure::Panic(panic) => {
-            tracing::error!(target: "switchboard::sse", handler, %panic, "SSE consumer handler panicked")
-        }
-    }
 }
 
 async fn stream<C: SseConsumer>(
@@ -412,15 +401,11 @@ async fn stream<C: SseConsumer>(
                 open = sender.send(Bytes::from_static(b": keep-alive\n\n")).await.is_ok();
             }
             event = inbox.recv() => {
-                let typed = match event.decode::<C::Event>() {
-                    Ok(typed) => typed,
-                    Err(error) => {
-                        tracing::warn!(target: "switchboard::sse", event_type = event.event_type(), %error, "event does not fit the SSE consumer's Event type: dropped");
-                        continue;
-                    }
+                let Some(typed) = decode_event::<C::Event>(&event, "sse", ctx.channel_name()) else {
+                    continue;
                 };
                 if let Err(failure) = guarded(consumer.event(&mut ctx, typed)).await {
-                    log_failure("event", &failure);
+                    failure.log("sse", "event", "ending the stream");
                     break;
                 }
             }
@@ -430,7 +415,7 @@ async fn stream<C: SseConsumer>(
     ctx.output = Output::Refused(StatusCode::GONE); // ends the body
     drop(sender);
     if let Err(failure) = guarded(consumer.disconnect(&mut ctx)).await {
-        log_failure("disconnect", &failure);
+        failure.log("sse", "disconnect", "the stream is over");
     }
 }
 

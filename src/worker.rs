@@ -50,7 +50,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::application::BoxFuture;
-use crate::consumer::{guarded, ChannelContext, Failure};
+use crate::consumer::{decode_event, guarded, ChannelContext};
 use crate::layer::{validate_channel_name, ChannelLayer, LayerHandle};
 
 /// A consumer of one named channel's events: one instance per channel, one event at a time
@@ -183,21 +183,11 @@ async fn run_worker<C: ChannelConsumer>(
                 break;
             }
         };
-        let typed = match event.decode::<C::Event>() {
-            Ok(typed) => typed,
-            Err(error) => {
-                tracing::warn!(target: "switchboard::worker", channel, event_type = event.event_type(), %error, "event does not fit the worker's Event type: dropped");
-                continue;
-            }
+        let Some(typed) = decode_event::<C::Event>(&event, "worker", &channel) else {
+            continue;
         };
-        match guarded(consumer.event(&ctx, typed)).await {
-            Ok(()) => {}
-            Err(Failure::Error(error)) => {
-                tracing::error!(target: "switchboard::worker", channel, %error, "worker handler failed")
-            }
-            Err(Failure::Panic(panic)) => {
-                tracing::error!(target: "switchboard::worker", channel, %panic, "worker handler panicked")
-            }
+        if let Err(failure) = guarded(consumer.event(&ctx, typed)).await {
+            failure.log("worker", "event", "the worker goes on");
         }
     }
     tracing::debug!(target: "switchboard::worker", channel, "worker stopped");

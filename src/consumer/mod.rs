@@ -36,7 +36,7 @@ use crate::websocket::{close_code, Message};
 pub(crate) use channel::channel_methods;
 pub use channel::ChannelContext;
 pub use context::{AcceptOptions, ConnectionHandle, Context, WebSocketError};
-pub(crate) use runner::{guarded, run, Failure};
+pub(crate) use runner::{decode_event, guarded, run};
 
 use crate::application::{BoxFuture, Handshake, WebSocketApplication};
 
@@ -293,18 +293,9 @@ impl<T: JsonWebSocketConsumer> WebSocketConsumer for T {
             ctx.send_text(event.to_text()).await?;
             return Ok(());
         }
-        match event.decode::<T::Event>() {
-            Ok(typed) => JsonWebSocketConsumer::event(self, ctx, typed).await,
-            Err(error) => {
-                tracing::warn!(
-                    target: "switchboard::consumer",
-                    event_type = event.event_type(),
-                    channel = ctx.channel_name(),
-                    %error,
-                    "event does not fit the consumer's Event type: dropped"
-                );
-                Ok(())
-            }
+        match decode_event::<T::Event>(&event, "websocket", ctx.channel_name()) {
+            Some(typed) => JsonWebSocketConsumer::event(self, ctx, typed).await,
+            None => Ok(()),
         }
     }
 

@@ -29,6 +29,52 @@ pub(crate) enum Failure {
     Panic(String),
 }
 
+impl Failure {
+    /// Logs the failure of `handler` of a consumer of `kind` (`"websocket"`, `"sse"`,
+    /// `"worker"`) at `ERROR`, saying what follows (`then`).
+    pub(crate) fn log(&self, kind: &'static str, handler: &'static str, then: &'static str) {
+        match self {
+            Failure::Error(error) => tracing::error!(
+                target: "switchboard::consumer",
+                kind,
+                handler,
+                %error,
+                "consumer handler failed; {then}"
+            ),
+            Failure::Panic(panic) => tracing::error!(
+                target: "switchboard::consumer",
+                kind,
+                handler,
+                %panic,
+                "consumer handler panicked; {then}"
+            ),
+        }
+    }
+}
+
+/// Parses an event into a consumer's `Event` type, or logs at `WARN` that it does not fit and
+/// gives `None` (the event is dropped; the consumer goes on).
+pub(crate) fn decode_event<T: serde::de::DeserializeOwned>(
+    event: &crate::layer::Event,
+    kind: &'static str,
+    channel: &str,
+) -> Option<T> {
+    match event.decode::<T>() {
+        Ok(typed) => Some(typed),
+        Err(error) => {
+            tracing::warn!(
+                target: "switchboard::consumer",
+                kind,
+                channel,
+                event_type = event.event_type(),
+                %error,
+                "event does not fit the consumer's Event type: dropped"
+            );
+            None
+        }
+    }
+}
+
 /// Runs a handler, turning a panic into a [`Failure`] so that it ends only this connection.
 pub(crate) async fn guarded<F>(handler: F) -> Result<(), Failure>
 where
@@ -77,20 +123,7 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
             }
         }
     }
-    match &failure {
-        Failure::Error(error) => tracing::error!(
-            target: "switchboard::consumer",
-            handler,
-            %error,
-            "consumer handler failed; closing its connection"
-        ),
-        Failure::Panic(message) => tracing::error!(
-            target: "switchboard::consumer",
-            handler,
-            panic = %message,
-            "consumer handler panicked; closing its connection"
-        ),
-    }
+    failure.log("websocket", handler, "closing its connection");
     if !ctx.refuse(StatusCode::INTERNAL_SERVER_ERROR) {
         // Closing twice does nothing; if the frame cannot be written the phase says `Closed`.
         let _ = ctx
@@ -297,14 +330,7 @@ async fn serve<C: WebSocketConsumer>(
     ctx.phase = Phase::Closed;
     tracing::debug!(target: "switchboard::consumer", code, "disconnected");
     if let Err(failure) = guarded(consumer.disconnect(&mut ctx, code)).await {
-        match failure {
-            Failure::Error(error) => {
-                tracing::error!(target: "switchboard::consumer", %error, "disconnect failed")
-            }
-            Failure::Panic(panic) => {
-                tracing::error!(target: "switchboard::consumer", %panic, "disconnect panicked")
-            }
-        }
+        failure.log("websocket", "disconnect", "the connection is over");
     }
 }
 

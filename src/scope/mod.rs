@@ -140,6 +140,21 @@ pub(crate) struct ProxySettings {
     pub(crate) root_path: String,
 }
 
+/// The items of header `name`'s comma-separated lists, across all its lines, in order: trimmed,
+/// empty ones left out, lines that are not text skipped.
+pub(crate) fn header_items(
+    headers: &HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
 /// Why a request head could not become a [`Scope`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -181,14 +196,7 @@ impl Scope {
             .decode_utf8()
             .map_err(|_| ScopeError::PathNotUtf8)?
             .into_owned();
-        let subprotocols = parts
-            .headers
-            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        let subprotocols = header_items(&parts.headers, http::header::SEC_WEBSOCKET_PROTOCOL)
             .map(str::to_owned)
             .collect();
         Ok(Self {

@@ -42,37 +42,29 @@ fn parse_node(node: &str) -> Option<SocketAddr> {
 /// The hops of the `Forwarded` headers, first proxy first.
 fn forwarded_hops(headers: &HeaderMap) -> Vec<Hop> {
     let mut hops = Vec::new();
-    for value in headers.get_all(http::header::FORWARDED) {
-        let Ok(value) = value.to_str() else { continue };
-        for element in value.split(',') {
-            let mut hop = Hop::default();
-            for pair in element.split(';') {
-                let Some((name, raw)) = pair.split_once('=') else {
-                    continue;
-                };
-                let raw = raw.trim().trim_matches('"');
-                match name.trim().to_ascii_lowercase().as_str() {
-                    "for" => hop.client = parse_node(raw),
-                    "proto" => hop.proto = Some(raw.to_ascii_lowercase()),
-                    "host" => hop.host = Some(raw.to_owned()),
-                    _ => {}
-                }
+    for element in super::header_items(headers, http::header::FORWARDED) {
+        let mut hop = Hop::default();
+        for pair in element.split(';') {
+            let Some((name, raw)) = pair.split_once('=') else {
+                continue;
+            };
+            let raw = raw.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "for" => hop.client = parse_node(raw),
+                "proto" => hop.proto = Some(raw.to_ascii_lowercase()),
+                "host" => hop.host = Some(raw.to_owned()),
+                _ => {}
             }
-            hops.push(hop);
         }
+        hops.push(hop);
     }
     hops
 }
 
 /// The comma-separated values of header `name` across all its lines, first first.
 fn list(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    super::header_items(headers, name)
+        .map(str::to_owned)
         .collect()
 }
 

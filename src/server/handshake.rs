@@ -9,13 +9,7 @@ use crate::routing::status_response;
 
 /// Whether header `name` holds `token` in its comma-separated list (case-insensitive).
 pub(crate) fn has_token<B>(request: &Request<B>, name: header::HeaderName, token: &str) -> bool {
-    request
-        .headers()
-        .get_all(name)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|item| item.trim().eq_ignore_ascii_case(token))
+    crate::scope::header_items(request.headers(), name).any(|item| item.eq_ignore_ascii_case(token))
 }
 
 pub(crate) struct Refusal {
