@@ -139,6 +139,10 @@ pub mod websocket;
 pub mod worker;
 
 pub use async_trait::async_trait;
+/// The crates whose types appear in switchboard's public API, re-exported so that the versions
+/// match: `http` (requests, headers, status codes), `bytes`, `ipnet`
+/// ([`ServerConfig::trusted_proxies`]) and `serde_json` (presence metadata).
+pub use {bytes, http, ipnet, serde_json};
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]

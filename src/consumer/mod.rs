@@ -19,7 +19,12 @@
 //!    with the events still queued on it.
 //!
 //! A handler that returns an error or panics closes its own connection with 1011 and nothing
-//! else; the error is logged at `ERROR` on the target `switchboard::consumer`.
+//! else; the error is logged at `ERROR` on the target `switchboard::consumer`. Two errors of the
+//! channel layer are not the connection's fault and leave it open (the handler still stops at its
+//! `?`): a send to another consumer's full channel ([`LayerError::ChannelFull`](crate::layer::LayerError::ChannelFull),
+//! logged at `WARN`), and an event with no string `"type"` ([`LayerError::Event`](crate::layer::LayerError::Event),
+//! logged at `ERROR`; build events with [`Event::typed`](crate::layer::Event::typed) or a
+//! `#[serde(tag = "type")]` type so that it cannot happen).
 
 mod channel;
 mod connection;

@@ -111,16 +111,22 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
             ctx.phase = Phase::Closed;
             return;
         }
-        if let Some(crate::layer::LayerError::ChannelFull { channel, capacity }) =
-            error.inner().downcast_ref::<crate::layer::LayerError>()
-        {
-            // Another consumer's channel is full: the recipient's problem, not this connection's
-            // (the layer counted it in `rejected_full`). The handler stopped at its `?`; the
-            // connection goes on.
-            if !matches!(ctx.phase, Phase::Pending(_)) {
+        let open = !matches!(ctx.phase, Phase::Pending(_));
+        match error.inner().downcast_ref::<crate::layer::LayerError>() {
+            Some(crate::layer::LayerError::ChannelFull { channel, capacity }) if open => {
+                // Another consumer's channel is full: the recipient's problem, not this
+                // connection's (the layer counted it in `rejected_full`). The handler stopped at
+                // its `?`; the connection goes on.
                 tracing::warn!(target: "switchboard::consumer", handler, channel, capacity, "a send to a full channel failed; the sender stays connected");
                 return;
             }
+            Some(crate::layer::LayerError::Event(event_error)) if open => {
+                // An event that is not a JSON object with a string "type": a bug in the sending
+                // code, said loudly, but not the client's doing: its connection goes on.
+                tracing::error!(target: "switchboard::consumer", handler, error = %event_error, "an event to send has no string \"type\" (build it with Event::typed or a #[serde(tag = \"type\")] type); nothing sent, the sender stays connected");
+                return;
+            }
+            _ => {}
         }
     }
     failure.log("websocket", handler, "closing its connection");

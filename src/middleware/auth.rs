@@ -27,7 +27,9 @@ pub trait Authenticator: Send + Sync + 'static {
     async fn authenticate(&self, token: &str, scope: &Scope) -> crate::Result<Option<Self::User>>;
 }
 
-/// An [`Authenticator`] made of an async closure; see [`authenticator_fn`].
+/// An [`Authenticator`] made of an async closure; see [`authenticator_fn`]. Cloneable when the
+/// closure is, to share one among several middleware stacks.
+#[derive(Clone)]
 pub struct AuthenticatorFn<F>(F);
 
 impl<F> std::fmt::Debug for AuthenticatorFn<F> {
