@@ -233,3 +233,68 @@ async fn server_config_limits_hold_in_the_mounted_form() {
     send_json(&mut first, &json!({})).await;
     assert_eq!(recv_json(&mut first).await["room"], "a");
 }
+
+/// Serves `service` with hyper's own HTTP/1 server on 127.0.0.1:0, with or without upgrades.
+async fn hyper_serve(service: AppService, upgrades: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = listener.accept().await.unwrap();
+            let service = service.clone();
+            tokio::spawn(async move {
+                let hyper_service = hyper::service::service_fn(move |mut request| {
+                    // A host that knows the peer can say so with a `SocketAddr` extension.
+                    request.extensions_mut().insert(peer);
+                    let mut service = service.clone();
+                    tower_service::Service::call(&mut service, request)
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let builder = hyper::server::conn::http1::Builder::new();
+                if upgrades {
+                    let _ = builder
+                        .serve_connection(io, hyper_service)
+                        .with_upgrades()
+                        .await;
+                } else {
+                    let _ = builder.serve_connection(io, hyper_service).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn hyper_as_host_works_with_upgrades_and_refuses_cleanly_without() {
+    let service = AppService::new(UrlRouter::new().route("/ws/who/{room}/", WhoAmI::default));
+    let addr = hyper_serve(service.clone(), true).await;
+    let mut who = connect_to(addr, "/ws/who/attic/").await;
+    send_json(&mut who, &json!({})).await;
+    let answer = recv_json(&mut who).await;
+    assert_eq!(answer["room"], "attic");
+    assert!(
+        answer["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{answer}"
+    );
+
+    drop(who);
+
+    // A hyper host without `with_upgrades()` answers the 101 but never hands the connection
+    // over: the client's socket ends, the consumer's place is given back (and a WARN says why).
+    let addr = hyper_serve(service.clone(), false).await;
+    let (mut client, response) = within(tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/ws/who/attic/"
+    )))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 101);
+    common::until_closed(&mut client).await;
+    let stats = service.stats();
+    within(async {
+        while stats.snapshot().connections > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}

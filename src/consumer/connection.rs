@@ -77,9 +77,12 @@ pub(crate) async fn accept(
         })
         .map_err(|_| WebSocketError::Closed)?;
     let io = match pending.upgrade {
-        Upgrade::Hyper(upgrade) => Io::Hyper(TokioIo::new(
-            upgrade.await.map_err(|_| WebSocketError::Closed)?,
-        )),
+        Upgrade::Hyper(upgrade) => Io::Hyper(TokioIo::new(upgrade.await.map_err(|error| {
+            // The client left before the switch, or the server carrying the request does not
+            // hand connections over (hyper's `serve_connection` without `with_upgrades`).
+            tracing::warn!(target: "switchboard::server", %error, "the connection was not handed over after 101 (a hyper host needs `with_upgrades()`)");
+            WebSocketError::Closed
+        })?)),
         Upgrade::InProcess(pipe) => Io::InProcess(pipe),
     };
     Ok(WebSocketStream::from_raw_socket(io, Role::Server, Some(pending.env.websocket)).await)
