@@ -295,6 +295,23 @@ async fn flush_empties_channels_and_groups(backend: Backend) {
     assert_eq!(n_of(&a.receive("queued").await.unwrap()), 4);
 }
 
+async fn receiving_from_another_process_channel_fails_at_once(backend: Backend) {
+    let (a, b) = (backend.process().await, backend.process().await);
+    let inbox = a.new_channel().await.unwrap();
+    // No layer made this name; and on Redis, b is another process than a, whose channel it is.
+    let mut names = vec![format!("{}x!1", inbox.name().split('!').next().unwrap())];
+    if matches!(backend, Backend::Redis(..)) {
+        names.push(inbox.name().to_owned());
+    }
+    // Neither call may wait.
+    for name in names {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), b.receive(&name)).await {
+            Ok(Err(LayerError::ForeignChannel { channel })) => assert_eq!(channel, name),
+            other => panic!("receive({name}) should fail at once, got {other:?}"),
+        }
+    }
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod in_memory {
@@ -327,4 +344,5 @@ conformance!(
     names_are_checked,
     presence_is_shared_by_every_process,
     flush_empties_channels_and_groups,
+    receiving_from_another_process_channel_fails_at_once,
 );

@@ -412,3 +412,63 @@ mod presence {
         );
     }
 }
+
+/// Channels deletes a channel that is empty; so does this layer: 100,000 distinct named channels
+/// and groups, used and left, leave nothing behind.
+#[tokio::test]
+async fn named_channels_and_groups_are_freed_when_empty() {
+    let layer = InMemoryChannelLayer::new();
+    let inbox = layer.new_channel().await.unwrap();
+    for n in 0..100_000u32 {
+        let name = format!("job.{n}");
+        layer.send(&name, event(n)).await.unwrap();
+        assert_eq!(n_of(&layer.receive(&name).await.unwrap()), u64::from(n));
+        let group = format!("g.{n}");
+        layer
+            .group_add(&group, &format!("named.{n}"))
+            .await
+            .unwrap();
+        layer.group_add(&group, inbox.name()).await.unwrap();
+        layer
+            .group_discard(&group, &format!("named.{n}"))
+            .await
+            .unwrap();
+        layer.group_discard(&group, inbox.name()).await.unwrap();
+    }
+    let stats = layer.stats();
+    assert_eq!(
+        (stats.channels, stats.groups, stats.memberships),
+        (1, 0, 0),
+        "only the process-specific inbox is left"
+    );
+    // A receive that gives up (cancelled) does not keep its channel either.
+    let waited =
+        tokio::time::timeout(Duration::from_millis(1), layer.receive("nobody.sends")).await;
+    assert!(waited.is_err());
+    assert_eq!(layer.stats().channels, 1);
+    drop(inbox);
+    assert_eq!(layer.stats().channels, 0);
+}
+
+/// Messages nobody received expire; their channels then go too (swept as new ones are made).
+#[tokio::test(start_paused = true)]
+async fn channels_whose_messages_expired_are_freed() {
+    let config = InMemoryConfig::default().expiry(Duration::from_secs(60));
+    let layer = InMemoryChannelLayer::with_config(config);
+    for n in 0..2000u32 {
+        layer
+            .send(&format!("abandoned.{n}"), event(n))
+            .await
+            .unwrap();
+    }
+    assert_eq!(layer.stats().channels, 2000);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    for n in 0..2048u32 {
+        let name = format!("fresh.{n}");
+        layer.send(&name, event(n)).await.unwrap();
+        layer.receive(&name).await.unwrap();
+    }
+    let stats = layer.stats();
+    assert_eq!(stats.channels, 0, "the expired channels were swept");
+    assert_eq!(stats.expired, 2000, "and their messages counted as expired");
+}

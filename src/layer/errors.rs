@@ -67,6 +67,14 @@ pub enum LayerError {
         /// Its capacity, in messages.
         capacity: usize,
     },
+    /// `receive` on a process-specific channel this layer does not own (another process's, or
+    /// one whose receiver is gone): nothing could ever arrive, so it fails at once (as
+    /// channels_redis' "wrong client prefix").
+    #[error("channel {channel:?} is another process's (or gone): it cannot be received from here")]
+    ForeignChannel {
+        /// The channel's name.
+        channel: String,
+    },
     /// The message could not be made into an [`Event`](super::Event).
     #[error(transparent)]
     Event(#[from] EventError),

@@ -100,9 +100,11 @@ struct Inner {
     /// `specific.<random>`: this layer's process-specific prefix.
     prefix: String,
     next_local: AtomicU64,
-    channels: Mutex<HashMap<Arc<str>, ChannelEntry>>,
+    channels: Mutex<Channels>,
     groups: Mutex<HashMap<Box<str>, Arc<Group>>>,
     counters: Counters,
+    /// Named channels made since the last sweep for idle ones.
+    made_since_sweep: AtomicU64,
 }
 
 #[derive(Default)]
@@ -121,6 +123,45 @@ struct ChannelEntry {
     /// The groups this channel is in, so that deleting it is O(its groups). May name a group it
     /// has lapsed from; leaving such a group finds nothing to do.
     groups: HashSet<Box<str>>,
+    /// Calls of `receive` waiting on this (named) channel now.
+    readers: usize,
+}
+
+impl ChannelEntry {
+    fn new(queue: Arc<ChannelQueue>) -> Self {
+        Self {
+            queue,
+            groups: HashSet::new(),
+            readers: 0,
+        }
+    }
+}
+
+type Channels = HashMap<Arc<str>, ChannelEntry>;
+
+/// Frees named channel `name` if nothing holds it: no message left (expired ones count as gone),
+/// no `receive` waiting, no group membership — as Channels deletes an empty channel. Called with
+/// the channels lock held, after every operation that may have left it idle.
+fn free_if_idle(channels: &mut Channels, name: &str) {
+    if is_process_specific(name) {
+        return; // lives as long as its receiver
+    }
+    let idle = channels
+        .get(name)
+        .is_some_and(|e| e.readers == 0 && e.groups.is_empty() && e.queue.is_empty_now());
+    if idle {
+        channels.remove(name);
+    }
+}
+
+/// Frees every idle named channel (those whose messages all expired with nobody reading).
+fn sweep(channels: &mut Channels) {
+    channels.retain(|name, e| {
+        is_process_specific(name)
+            || e.readers > 0
+            || !e.groups.is_empty()
+            || !e.queue.is_empty_now()
+    });
 }
 
 #[derive(Default)]
@@ -219,6 +260,7 @@ impl InMemoryChannelLayer {
                 channels: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
+                made_since_sweep: AtomicU64::new(0),
             }),
         }
     }
@@ -271,16 +313,33 @@ impl Inner {
     /// `join`, noting that it is in that group; `None` for a process-specific channel that is gone.
     fn queue_of(&self, channel: &str, join: Option<&str>) -> Option<(Arc<str>, Arc<ChannelQueue>)> {
         let mut channels = lock(&self.channels);
+        self.entry(&mut channels, channel)?;
+        self.queue_in(&mut channels, channel, join)
+    }
+
+    /// Makes named channel `channel` if it does not exist; `None` for a process-specific channel
+    /// that is gone. Every so many new channels, frees the idle ones (amortized O(1)).
+    fn entry<'a>(&self, channels: &'a mut Channels, channel: &str) -> Option<&'a mut ChannelEntry> {
         if !channels.contains_key(channel) {
             if is_process_specific(channel) {
                 return None;
             }
-            let entry = ChannelEntry {
-                queue: self.new_queue(false),
-                groups: HashSet::new(),
-            };
-            channels.insert(channel.into(), entry);
+            let made = self.made_since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
+            if made >= 1024 && made as usize >= channels.len() {
+                self.made_since_sweep.store(0, Ordering::Relaxed);
+                sweep(channels);
+            }
+            channels.insert(channel.into(), ChannelEntry::new(self.new_queue(false)));
         }
+        channels.get_mut(channel)
+    }
+
+    fn queue_in(
+        &self,
+        channels: &mut Channels,
+        channel: &str,
+        join: Option<&str>,
+    ) -> Option<(Arc<str>, Arc<ChannelQueue>)> {
         let (key, entry) = channels.get_key_value(channel)?;
         let found = (key.clone(), entry.queue.clone());
         if let Some(group) = join {
@@ -335,6 +394,7 @@ impl Inner {
                 if let Some(entry) = channels.get_mut(channel) {
                     entry.groups.remove(group);
                 }
+                free_if_idle(&mut channels, channel);
             }
         }
         if out.emptied {
@@ -411,6 +471,15 @@ impl Inner {
         self.settle(group, &out);
     }
 
+    /// Takes `group` off `channel`'s memberships, and frees the channel if that left it idle.
+    fn forget_membership(&self, group: &str, channel: &str) {
+        let mut channels = lock(&self.channels);
+        if let Some(entry) = channels.get_mut(channel) {
+            entry.groups.remove(group);
+        }
+        free_if_idle(&mut channels, channel);
+    }
+
     fn forget_channel(&self, channel: &str) {
         let Some(entry) = lock(&self.channels).remove(channel) else {
             return;
@@ -428,13 +497,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         let local = inner.next_local.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = format!("{}!{local}", inner.prefix).into();
         let queue = inner.new_queue(true);
-        lock(&inner.channels).insert(
-            name.clone(),
-            ChannelEntry {
-                queue: queue.clone(),
-                groups: HashSet::new(),
-            },
-        );
+        lock(&inner.channels).insert(name.clone(), ChannelEntry::new(queue.clone()));
         let weak: Weak<Inner> = Arc::downgrade(inner);
         Ok(ChannelReceiver::new(
             name,
@@ -450,7 +513,19 @@ impl ChannelLayer for InMemoryChannelLayer {
     async fn send(&self, channel: &str, event: Event) -> Result<(), LayerError> {
         validate_channel_name(channel)?;
         let inner = &self.inner;
-        let Some((_, queue)) = inner.queue_of(channel, None) else {
+        let pushed = if is_process_specific(channel) {
+            inner
+                .queue_of(channel, None)
+                .map(|(_, queue)| (queue.push(event, Instant::now()), queue))
+        } else {
+            // A named channel is pushed to under the channels lock, so that it cannot be freed
+            // between being found and receiving the message.
+            let mut channels = lock(&inner.channels);
+            inner
+                .entry(&mut channels, channel)
+                .map(|entry| (entry.queue.push(event, Instant::now()), entry.queue.clone()))
+        };
+        let Some((pushed, queue)) = pushed else {
             inner
                 .counters
                 .dropped_no_receiver
@@ -458,7 +533,7 @@ impl ChannelLayer for InMemoryChannelLayer {
             tracing::debug!(target: "switchboard::layer", channel, "send to a channel whose receiver is gone: dropped");
             return Ok(());
         };
-        match queue.push(event, Instant::now()) {
+        match pushed {
             Ok(()) => {
                 inner.counters.queued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -475,21 +550,38 @@ impl ChannelLayer for InMemoryChannelLayer {
 
     async fn receive(&self, channel: &str) -> Result<Event, LayerError> {
         validate_channel_name(channel)?;
-        let queue = match self.inner.queue_of(channel, None) {
-            Some((_, queue)) => queue,
-            // A process-specific name nobody owns: make it, so that sends reach this caller.
-            None => {
-                let queue = self.inner.new_queue(false);
-                lock(&self.inner.channels)
-                    .entry(channel.into())
-                    .or_insert_with(|| ChannelEntry {
-                        queue: queue.clone(),
-                        groups: HashSet::new(),
-                    })
-                    .queue
-                    .clone()
+        let inner = &self.inner;
+        let queue = {
+            let mut channels = lock(&inner.channels);
+            if is_process_specific(channel) && !channels.contains_key(channel) {
+                // A process-specific name this layer did not make (or whose receiver is gone):
+                // nothing will ever arrive on it here (channels_redis raises the same).
+                return Err(LayerError::ForeignChannel {
+                    channel: channel.to_owned(),
+                });
             }
+            let Some(entry) = inner.entry(&mut channels, channel) else {
+                unreachable!("named channels are made on demand")
+            };
+            entry.readers += 1;
+            entry.queue.clone()
         };
+        /// Gives the reader's place back however `receive` ends (it is cancel safe), freeing the
+        /// channel if it was the last thing holding it.
+        struct Reading<'a> {
+            inner: &'a Inner,
+            channel: &'a str,
+        }
+        impl Drop for Reading<'_> {
+            fn drop(&mut self) {
+                let mut channels = lock(&self.inner.channels);
+                if let Some(entry) = channels.get_mut(self.channel) {
+                    entry.readers = entry.readers.saturating_sub(1);
+                }
+                free_if_idle(&mut channels, self.channel);
+            }
+        }
+        let _reading = Reading { inner, channel };
         Ok(queue.pop().await)
     }
 
@@ -504,9 +596,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         validate_group_name(group)?;
         validate_channel_name(channel)?;
         self.inner.leave_group(group, channel);
-        if let Some(entry) = lock(&self.inner.channels).get_mut(channel) {
-            entry.groups.remove(group);
-        }
+        self.inner.forget_membership(group, channel);
         Ok(())
     }
 
@@ -583,9 +673,13 @@ impl ChannelLayer for InMemoryChannelLayer {
     }
 
     async fn flush(&self) -> Result<(), LayerError> {
-        for entry in lock(&self.inner.channels).values_mut() {
-            entry.queue.clear();
-            entry.groups.clear();
+        {
+            let mut channels = lock(&self.inner.channels);
+            for entry in channels.values_mut() {
+                entry.queue.clear();
+                entry.groups.clear();
+            }
+            sweep(&mut channels);
         }
         lock(&self.inner.groups).clear();
         Ok(())

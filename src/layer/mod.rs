@@ -6,7 +6,9 @@
 //! process-specific channel (its name has a `!`, e.g. `specific.1f0c…!42`) and hands back the one
 //! [`ChannelReceiver`] that reads it; every consumer gets one on connect. Any other valid name is a
 //! *named channel* that exists as soon as somebody sends to it or receives from it (a worker's
-//! `"thumbnails"`), read with [`ChannelLayer::receive`].
+//! `"thumbnails"`), read with [`ChannelLayer::receive`], and is deleted again, as in Channels, once
+//! it holds no message (expired ones count as gone), nobody waits in `receive` on it and it is in
+//! no group: an app may use a fresh name per job or per user without the layer growing.
 //!
 //! A *group* is a named set of channel names. [`ChannelLayer::group_send`] delivers one message to
 //! every member; the message is encoded once and shared by all of them ([`Event`] is a
@@ -143,7 +145,9 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Errors
     ///
-    /// [`LayerError::InvalidName`] for a bad name.
+    /// [`LayerError::InvalidName`] for a bad name; [`LayerError::ForeignChannel`] at once for a
+    /// process-specific name this layer cannot serve (another process's, or one no receiver
+    /// holds), on which nothing could ever arrive.
     async fn receive(&self, channel: &str) -> Result<Event, LayerError>;
 
     /// Adds `channel` to `group`, or renews its membership (the group expiry counts from now).

@@ -114,6 +114,13 @@ impl ChannelQueue {
         }
     }
 
+    /// Whether the queue holds no unexpired message (dropping, and counting, the expired ones).
+    pub(crate) fn is_empty_now(&self) -> bool {
+        let mut messages = self.lock();
+        self.drop_expired(&mut messages, Instant::now());
+        messages.is_empty()
+    }
+
     pub(crate) fn clear(&self) {
         self.lock().clear();
     }
