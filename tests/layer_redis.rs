@@ -267,3 +267,91 @@ async fn expired_messages_are_dropped_and_counted() {
     assert_eq!(n_of(&layer.receive("slow").await.unwrap()), 2);
     assert_eq!(layer.stats().expired, 1);
 }
+
+/// Normal (not pub/sub) clients of `server` other than the one asking.
+async fn normal_clients(server: &RedisServer) -> usize {
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    list.lines().count().saturating_sub(1)
+}
+
+/// Sends 2, 3, 4 and a marker through `sending` and checks `inbox` gets each once, in order.
+async fn each_once_in_order(sending: &RedisChannelLayer, inbox: &mut ChannelReceiver) {
+    for n in 2..5 {
+        sending.group_send("room", event(n)).await.unwrap();
+    }
+    sending.group_send("room", event(99)).await.unwrap();
+    for n in [2, 3, 4, 99] {
+        assert_eq!(n_of(&recv(inbox).await), n, "each message once, in order");
+    }
+}
+
+#[tokio::test]
+async fn a_command_connection_killed_by_the_server_is_made_again_without_failing_the_caller() {
+    let server = RedisServer::start().await;
+    let receiving = RedisChannelLayer::connect(fast(&server)).await.unwrap();
+    let sending = RedisChannelLayer::connect(fast(&server)).await.unwrap();
+    let mut inbox = receiving.new_channel().await.unwrap();
+    receiving.group_add("room", inbox.name()).await.unwrap();
+    sending.group_send("room", event(1)).await.unwrap();
+    assert_eq!(n_of(&recv(&mut inbox).await), 1);
+
+    // Every command connection goes (pub/sub ones are another type and stay).
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(killed >= 2, "both layers' command connections: {killed}");
+    each_once_in_order(&sending, &mut inbox).await;
+    assert_eq!(
+        sending.stats().unavailable,
+        0,
+        "no caller saw the closed connection"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_closed_by_redis_timeout_is_made_again_without_failing_the_caller() {
+    let server = RedisServer::start_with(&["--timeout", "1"]).await;
+    let receiving = RedisChannelLayer::connect(fast(&server)).await.unwrap();
+    let sending = RedisChannelLayer::connect(fast(&server)).await.unwrap();
+    let mut inbox = receiving.new_channel().await.unwrap();
+    receiving.group_add("room", inbox.name()).await.unwrap();
+    sending.group_send("room", event(1)).await.unwrap();
+    assert_eq!(n_of(&recv(&mut inbox).await), 1);
+
+    // Wait (on what Redis says, at most 10 s) until it has closed the idle command connections.
+    tokio::time::timeout(WAIT, async {
+        while normal_clients(&server).await > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("redis closes idle clients after `timeout 1`");
+    each_once_in_order(&sending, &mut inbox).await;
+    assert_eq!(
+        sending.stats().unavailable,
+        0,
+        "no caller saw the closed connection"
+    );
+}

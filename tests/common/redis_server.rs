@@ -10,6 +10,7 @@ use tokio::process::{Child, Command};
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -20,15 +21,21 @@ impl RedisServer {
     /// If `redis-server` is not installed (the Debian package `redis-server`; `.ci/run` installs
     /// it) or does not start within 10 s.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a server on a free port with extra `redis-server` arguments (e.g. `--timeout 1`).
+    pub async fn start_with(extra: &[&str]) -> Self {
         for _ in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|listener| listener.local_addr())
                 .expect("a free port")
                 .port();
-            if let Some(child) = spawn(port).await {
+            if let Some(child) = spawn(port, extra).await {
                 return Self {
                     child: Some(child),
                     port,
+                    extra: extra.iter().map(|a| (*a).to_owned()).collect(),
                 };
             }
         }
@@ -51,9 +58,12 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.kill().await;
         self.child = Some(
-            spawn(self.port)
-                .await
-                .expect("redis-server restarts on its port"),
+            spawn(
+                self.port,
+                &self.extra.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await
+            .expect("redis-server restarts on its port"),
         );
     }
 }
@@ -68,9 +78,10 @@ impl Drop for RedisServer {
 
 /// Starts `redis-server` on `port` and waits for its "Ready to accept connections" line; `None`
 /// if it exited first (port taken).
-async fn spawn(port: u16) -> Option<Child> {
+async fn spawn(port: u16, extra: &[&str]) -> Option<Child> {
     let mut child = match Command::new("redis-server")
         .args(["--port", &port.to_string()])
+        .args(extra)
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         // Never load a dump.rdb from the working directory (a Redis run there by hand leaves
         // one): a file of its own that does not exist.

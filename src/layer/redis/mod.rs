@@ -31,6 +31,36 @@ use super::{
     LayerStats, Presence, PRESENCE_JOIN, PRESENCE_LEAVE,
 };
 
+/// A Redis request that can be sent again: a command, a pipeline or a script invocation.
+trait Request: Send + Sync {
+    fn send<'a, T: redis::FromRedisValue + Send + 'a>(
+        &'a self,
+        connection: &'a mut ConnectionManager,
+    ) -> redis::RedisFuture<'a, T>;
+}
+
+macro_rules! request {
+    ($($request:ty => $method:ident),* $(,)?) => {$(
+        impl Request for $request {
+            fn send<'a, T: redis::FromRedisValue + Send + 'a>(
+                &'a self,
+                connection: &'a mut ConnectionManager,
+            ) -> redis::RedisFuture<'a, T> {
+                Box::pin(self.$method(connection))
+            }
+        }
+    )*};
+}
+
+request!(
+    &redis::Cmd => query_async,
+    &mut redis::Cmd => query_async,
+    &redis::Pipeline => query_async,
+    &mut redis::Pipeline => query_async,
+    &redis::ScriptInvocation<'_> => invoke_async,
+    &mut redis::ScriptInvocation<'_> => invoke_async,
+);
+
 /// The channel layer for several processes, on Redis: the same [`ChannelLayer`] API and
 /// semantics as [`InMemoryChannelLayer`], so consumer code does not change (Channels'
 /// `channels_redis`).
@@ -82,6 +112,10 @@ use super::{
 ///   `presence.leave` to the group) within about its [`process_ttl`](RedisConfig::process_ttl)
 ///   plus a third of it, and `presence_list` leaves them out from `process_ttl` on. A membership
 ///   that lapses by group expiry does not announce a leave.
+/// - A connection Redis closed (its `timeout` for idle clients, `CLIENT KILL`, a proxy) is made
+///   again and the request sent once more, within the same command timeout: callers do not see
+///   it. A retried publish that had gone through is recognised by its number and dropped by the
+///   receivers (they remember the last 128 numbers of each publisher per Redis channel).
 /// - Redis unreachable: operations that need it fail within
 ///   [`command_timeout`](RedisConfig::command_timeout) with [`LayerError::Unavailable`]
 ///   (counted in [`LayerStats::unavailable`]); consumers stay connected; the layer reconnects by
@@ -163,9 +197,48 @@ struct Numbers {
     first: u64,
     highest: u64,
     count: u64,
+    /// Which of the 128 numbers up to `highest` were seen (bit `i`: `highest - i`), to drop a
+    /// message that comes twice (a publish retried after its connection closed).
+    recent: u128,
 }
 
 impl Numbers {
+    fn new(number: u64) -> Self {
+        Self {
+            first: number,
+            highest: number,
+            count: 1,
+            recent: 1,
+        }
+    }
+
+    /// Notes `number`; `false` if it was seen already (a duplicate, to drop). A number more than
+    /// 128 behind the highest cannot be checked and counts as new.
+    fn note(&mut self, number: u64) -> bool {
+        if number > self.highest {
+            let shift = number - self.highest;
+            self.recent = if shift >= 128 {
+                0
+            } else {
+                self.recent << shift
+            };
+            self.recent |= 1;
+            self.highest = number;
+        } else {
+            let behind = self.highest - number;
+            if behind < 128 {
+                let bit = 1u128 << behind;
+                if self.recent & bit != 0 {
+                    return false;
+                }
+                self.recent |= bit;
+            }
+        }
+        self.count += 1;
+        self.first = self.first.min(number);
+        true
+    }
+
     fn lost(&self) -> u64 {
         (self.highest - self.first + 1).saturating_sub(self.count)
     }
@@ -211,19 +284,37 @@ impl Shared {
     }
 
     /// Runs one Redis operation within the command timeout.
-    async fn run<T, F>(&self, operation: F) -> Result<T, LayerError>
+    /// Sends `request` within the command timeout. A connection the server had already closed
+    /// (Redis' `timeout` for idle clients, `CLIENT KILL`, a proxy) is made again and the request
+    /// sent once more, within the same timeout, so that the caller does not see it; what a retried
+    /// publish might deliver twice, receivers drop by its number.
+    async fn run<T, R>(&self, request: R) -> Result<T, LayerError>
     where
-        F: std::future::Future<Output = redis::RedisResult<T>>,
+        T: redis::FromRedisValue + Send,
+        R: Request,
     {
-        match tokio::time::timeout(self.config.command_timeout, operation).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                tracing::warn!(target: "switchboard::layer", %error, "Redis command failed");
-                Err(self.unavailable(BackendError::Client(Box::new(error))))
-            }
-            Err(_) => {
-                tracing::warn!(target: "switchboard::layer", timeout = ?self.config.command_timeout, "Redis command timed out");
-                Err(self.unavailable(BackendError::Timeout(self.config.command_timeout)))
+        let deadline = tokio::time::Instant::now() + self.config.command_timeout;
+        let mut retried = false;
+        loop {
+            let mut connection = self.commands.clone();
+            match tokio::time::timeout_at(deadline, request.send::<T>(&mut connection)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error))
+                    if !retried && (error.is_connection_dropped() || error.is_io_error()) =>
+                {
+                    tracing::debug!(target: "switchboard::layer", %error, "Redis connection was closed; sending again on a new one");
+                    retried = true;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(target: "switchboard::layer", %error, "Redis command failed");
+                    return Err(self.unavailable(BackendError::Client(Box::new(error))));
+                }
+                Err(_) => {
+                    tracing::warn!(target: "switchboard::layer", timeout = ?self.config.command_timeout, "Redis command timed out");
+                    return Err(
+                        self.unavailable(BackendError::Timeout(self.config.command_timeout))
+                    );
+                }
             }
         }
     }
@@ -244,8 +335,9 @@ impl Shared {
             .is_some_and(|(process, _)| process == &*self.process)
     }
 
-    /// Counts a message numbered `number` from `publisher` on `redis_channel`; logs a gap.
-    fn note_received(&self, redis_channel: &str, publisher: &str, number: u64) {
+    /// Counts a message numbered `number` from `publisher` on `redis_channel`; `false` if it
+    /// came already (to drop).
+    fn note_received(&self, redis_channel: &str, publisher: &str, number: u64) -> bool {
         let mut received = lock(&self.received);
         if !received.by_channel.contains_key(redis_channel) {
             received
@@ -253,24 +345,14 @@ impl Shared {
                 .insert(redis_channel.into(), HashMap::new());
         }
         let Some(publishers) = received.by_channel.get_mut(redis_channel) else {
-            return;
+            return true;
         };
         match publishers.get_mut(publisher) {
             None => {
-                publishers.insert(
-                    publisher.into(),
-                    Numbers {
-                        first: number,
-                        highest: number,
-                        count: 1,
-                    },
-                );
+                publishers.insert(publisher.into(), Numbers::new(number));
+                true
             }
-            Some(seen) => {
-                seen.count += 1;
-                seen.highest = seen.highest.max(number);
-                seen.first = seen.first.min(number);
-            }
+            Some(seen) => seen.note(number),
         }
     }
 
@@ -299,8 +381,11 @@ impl Shared {
             tracing::warn!(target: "switchboard::layer", channel = redis_channel, "undecodable message from Redis: dropped");
             return;
         };
-        if message.number != 0 {
-            self.note_received(redis_channel, message.publisher, message.number);
+        if message.number != 0
+            && !self.note_received(redis_channel, message.publisher, message.number)
+        {
+            tracing::debug!(target: "switchboard::layer", channel = redis_channel, publisher = message.publisher, number = message.number, "a message came twice (a retried publish): dropped");
+            return;
         }
         let event = match Event::from_json(message.json) {
             Ok(event) => event,
@@ -385,9 +470,8 @@ impl Shared {
             .arg(event.json())
             .arg(&self.config.prefix)
             .arg(&*self.process);
-        let mut connection = self.commands.clone();
         let (reached, queued, full, expired, lapsed): (u64, u64, u64, u64, u64) =
-            self.run(invocation.invoke_async(&mut connection)).await?;
+            self.run(&invocation).await?;
         let c = &self.counters;
         c.queued.fetch_add(queued, Ordering::Relaxed);
         c.expired.fetch_add(expired, Ordering::Relaxed);
@@ -416,8 +500,7 @@ impl Shared {
         }
         let mut invocation = self.scripts.presence_take.key(self.key("pr", group));
         invocation.arg(channel);
-        let mut connection = self.commands.clone();
-        let meta: Option<String> = self.run(invocation.invoke_async(&mut connection)).await?;
+        let meta: Option<String> = self.run(&invocation).await?;
         if let Some(meta) = meta {
             let left = Presence {
                 channel: channel.to_owned(),
@@ -582,18 +665,12 @@ impl ChannelLayer for RedisChannelLayer {
         if shared.owns(channel) {
             return shared.local.send(channel, event).await;
         }
-        let mut connection = shared.commands.clone();
         if let Some((process, _)) = channel.split_once('!') {
             let redis_channel = shared.key("p", process);
             let number = shared.next_number(&redis_channel);
             let payload = encode(&shared.process, number, channel, event.json());
             let reached: u64 = shared
-                .run(
-                    redis::cmd("PUBLISH")
-                        .arg(&redis_channel)
-                        .arg(payload)
-                        .query_async(&mut connection),
-                )
+                .run(redis::cmd("PUBLISH").arg(&redis_channel).arg(payload))
                 .await?;
             if reached == 0 {
                 shared
@@ -612,8 +689,7 @@ impl ChannelLayer for RedisChannelLayer {
             .arg(now)
             .arg(expiry)
             .arg(format!("{} {}", now + expiry, event.json()));
-        let (queued, expired): (u64, u64) =
-            shared.run(invocation.invoke_async(&mut connection)).await?;
+        let (queued, expired): (u64, u64) = shared.run(&invocation).await?;
         shared
             .counters
             .expired
@@ -654,7 +730,6 @@ impl ChannelLayer for RedisChannelLayer {
         }
         let key = shared.key("gn", group);
         let expires = now_ms() + millis(shared.config.group_expiry);
-        let mut connection = shared.commands.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD")
             .arg(&key)
@@ -665,7 +740,7 @@ impl ChannelLayer for RedisChannelLayer {
             .arg(&key)
             .arg(millis(shared.config.group_expiry))
             .ignore();
-        shared.run(pipe.query_async::<()>(&mut connection)).await
+        shared.run::<(), _>(&pipe).await
     }
 
     async fn group_discard(&self, group: &str, channel: &str) -> Result<(), LayerError> {
@@ -683,14 +758,8 @@ impl ChannelLayer for RedisChannelLayer {
             shared.left_a_group.notify_one();
             return Ok(());
         }
-        let mut connection = shared.commands.clone();
         shared
-            .run(
-                redis::cmd("ZREM")
-                    .arg(shared.key("gn", group))
-                    .arg(channel)
-                    .query_async::<()>(&mut connection),
-            )
+            .run::<(), _>(redis::cmd("ZREM").arg(shared.key("gn", group)).arg(channel))
             .await
     }
 
@@ -708,14 +777,12 @@ impl ChannelLayer for RedisChannelLayer {
         self.group_add(group, channel).await?;
         let shared = &self.shared;
         let meta_json = serde_json::to_string(&meta).map_err(super::EventError::from)?;
-        let mut connection = shared.commands.clone();
         shared
-            .run(
+            .run::<(), _>(
                 redis::cmd("HSET")
                     .arg(shared.key("pr", group))
                     .arg(channel)
-                    .arg(meta_json)
-                    .query_async::<()>(&mut connection),
+                    .arg(meta_json),
             )
             .await?;
         if shared.owns(channel) {
@@ -728,7 +795,7 @@ impl ChannelLayer for RedisChannelLayer {
             // Where to look for this process's listings if it stops without taking them off.
             let mut note = redis::cmd("SADD");
             note.arg(shared.key("listed", process)).arg(group);
-            shared.run(note.query_async::<()>(&mut connection)).await?;
+            shared.run::<(), _>(&note).await?;
         }
         let joined = Presence {
             channel: channel.to_owned(),
@@ -749,13 +816,8 @@ impl ChannelLayer for RedisChannelLayer {
     async fn presence_list(&self, group: &str) -> Result<Vec<Presence>, LayerError> {
         validate_group_name(group)?;
         let shared = &self.shared;
-        let mut connection = shared.commands.clone();
         let listed: HashMap<String, String> = shared
-            .run(
-                redis::cmd("HGETALL")
-                    .arg(shared.key("pr", group))
-                    .query_async(&mut connection),
-            )
+            .run(redis::cmd("HGETALL").arg(shared.key("pr", group)))
             .await?;
         // Which of the processes named in the list are alive: beaten within `process_ttl`.
         let processes: Vec<&str> = listed
@@ -769,7 +831,7 @@ impl ChannelLayer for RedisChannelLayer {
         if !processes.is_empty() {
             let mut scores = redis::cmd("ZMSCORE");
             scores.arg(shared.registry_key()).arg(&processes);
-            let beats: Vec<Option<f64>> = shared.run(scores.query_async(&mut connection)).await?;
+            let beats: Vec<Option<f64>> = shared.run(&scores).await?;
             let oldest_alive = now_ms().saturating_sub(millis(shared.config.process_ttl)) as f64;
             for (process, beat) in processes.iter().zip(beats) {
                 if beat.is_none_or(|beat| beat < oldest_alive) {
@@ -795,7 +857,6 @@ impl ChannelLayer for RedisChannelLayer {
 
     async fn flush(&self) -> Result<(), LayerError> {
         let shared = &self.shared;
-        let mut connection = shared.commands.clone();
         let pattern = format!("{}:*", shared.config.prefix);
         let mut cursor: u64 = 0;
         loop {
@@ -806,21 +867,14 @@ impl ChannelLayer for RedisChannelLayer {
                         .arg("MATCH")
                         .arg(&pattern)
                         .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut connection),
+                        .arg(1000),
                 )
                 .await?;
             // The registry says which processes run: not the layer's data.
             let registry = shared.registry_key();
             let keys: Vec<String> = keys.into_iter().filter(|key| *key != registry).collect();
             if !keys.is_empty() {
-                shared
-                    .run(
-                        redis::cmd("DEL")
-                            .arg(&keys)
-                            .query_async::<()>(&mut connection),
-                    )
-                    .await?;
+                shared.run::<(), _>(redis::cmd("DEL").arg(&keys)).await?;
             }
             if next == 0 {
                 break;
@@ -854,11 +908,19 @@ mod tests {
 
     #[test]
     fn lost_counts_gaps_and_late_arrivals() {
-        let numbers = Numbers {
-            first: 3,
-            highest: 10,
-            count: 6,
-        };
-        assert_eq!(numbers.lost(), 2);
+        let mut numbers = Numbers::new(3);
+        for n in [4, 5, 7, 8, 10] {
+            assert!(numbers.note(n));
+        }
+        assert_eq!(numbers.lost(), 2); // 6 and 9
+        assert!(numbers.note(9), "a late arrival is new");
+        assert_eq!(numbers.lost(), 1);
+        for n in [3, 9, 10] {
+            assert!(!numbers.note(n), "{n} came twice");
+        }
+        assert_eq!(numbers.lost(), 1);
+        assert!(numbers.note(400), "far ahead");
+        assert!(!numbers.note(400));
+        assert!(numbers.note(10), "too far behind to tell: counted as new");
     }
 }

@@ -170,28 +170,26 @@ pub(super) async fn heartbeat(shared: Arc<Shared>) {
     }
     // Stopped: marked dead at once, so that the next beat of another process reaps it (a crash
     // is reaped after `process_ttl`).
-    let mut connection = shared.commands.clone();
     let mut mark = redis::cmd("ZADD");
     mark.arg(&registry).arg(0).arg(&*shared.process);
-    let _ = shared.run(mark.query_async::<()>(&mut connection)).await;
+    let _ = shared.run::<(), _>(&mark).await;
 }
 
 async fn beat_once(shared: &Shared, registry: &str) -> Result<(), LayerError> {
-    let mut connection = shared.commands.clone();
     let now = now_ms();
     let mut add = redis::cmd("ZADD");
     add.arg(registry).arg(now).arg(&*shared.process);
-    shared.run(add.query_async::<()>(&mut connection)).await?;
+    shared.run::<(), _>(&add).await?;
     let oldest_alive = now.saturating_sub(millis(shared.config.process_ttl));
     let mut find = redis::cmd("ZRANGEBYSCORE");
     find.arg(registry)
         .arg("-inf")
         .arg(format!("({oldest_alive}"));
-    let dead: Vec<String> = shared.run(find.query_async(&mut connection)).await?;
+    let dead: Vec<String> = shared.run(&find).await?;
     for process in dead {
         let mut claim = redis::cmd("ZREM");
         claim.arg(registry).arg(&process);
-        let claimed: u64 = shared.run(claim.query_async(&mut connection)).await?;
+        let claimed: u64 = shared.run(&claim).await?;
         if claimed == 1 {
             reap(shared, &process).await?;
         }
@@ -201,17 +199,16 @@ async fn beat_once(shared: &Shared, registry: &str) -> Result<(), LayerError> {
 
 /// Takes the channels of stopped process `process` off the presence lists it was on.
 async fn reap(shared: &Shared, process: &str) -> Result<(), LayerError> {
-    let mut connection = shared.commands.clone();
     let listed_key = shared.key("listed", process);
     let mut members = redis::cmd("SMEMBERS");
     members.arg(&listed_key);
-    let groups: Vec<String> = shared.run(members.query_async(&mut connection)).await?;
+    let groups: Vec<String> = shared.run(&members).await?;
     let own = format!("{process}!");
     let mut reaped = 0;
     for group in &groups {
         let mut fields = redis::cmd("HKEYS");
         fields.arg(shared.key("pr", group));
-        let channels: Vec<String> = shared.run(fields.query_async(&mut connection)).await?;
+        let channels: Vec<String> = shared.run(&fields).await?;
         for channel in channels.iter().filter(|c| c.starts_with(&own)) {
             shared.presence_take(group, channel).await?;
             reaped += 1;
@@ -219,9 +216,7 @@ async fn reap(shared: &Shared, process: &str) -> Result<(), LayerError> {
     }
     let mut delete = redis::cmd("DEL");
     delete.arg(&listed_key);
-    shared
-        .run(delete.query_async::<()>(&mut connection))
-        .await?;
+    shared.run::<(), _>(&delete).await?;
     if reaped > 0 {
         tracing::info!(target: "switchboard::layer", process, listings = reaped, "a stopped process's presence listings were removed");
     }
