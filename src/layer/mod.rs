@@ -331,7 +331,97 @@ pub struct ChannelReceiver {
 /// What a layer does when a receiver is dropped: forget the channel named by the argument.
 pub(crate) type OnDrop = Box<dyn FnOnce(&str) + Send + Sync>;
 
+/// The sending side of a channel made with [`ChannelReceiver::with_queue`], for a channel layer of
+/// your own: it puts events on the receiver's bounded, expiring queue (the same queue the
+/// in-memory layer uses, with the same semantics). Cheap to clone.
+#[derive(Clone)]
+pub struct ChannelSender {
+    name: Arc<str>,
+    queue: Arc<ChannelQueue>,
+    expired: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl fmt::Debug for ChannelSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChannelSender")
+            .field("name", &self.name)
+            .field("waiting", &self.queue.len())
+            .finish()
+    }
+}
+
+impl ChannelSender {
+    /// Puts `event` on the channel.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::ChannelFull`] when the channel holds its capacity of unexpired messages.
+    pub fn send(&self, event: Event) -> Result<(), LayerError> {
+        self.queue
+            .push(event, tokio::time::Instant::now())
+            .map_err(|_| LayerError::ChannelFull {
+                channel: self.name.to_string(),
+                capacity: self.queue.capacity(),
+            })
+    }
+
+    /// Messages waiting (expired ones not yet dropped included).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no message waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages dropped because nobody received them within the expiry, so far (for
+    /// [`LayerStats::expired`]).
+    pub fn expired(&self) -> u64 {
+        self.expired.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl ChannelReceiver {
+    /// A process-specific channel for a channel layer of your own (what its
+    /// [`ChannelLayer::new_channel`] returns): a bounded queue of `capacity` messages whose
+    /// messages expire after `expiry`, the receiver that reads it, and the [`ChannelSender`] the
+    /// layer delivers with. `on_drop` runs with the channel's name when the receiver is dropped
+    /// (the consumer ended): forget the channel and its group memberships there.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::layer::{ChannelReceiver, Event};
+    ///
+    /// let (mut receiver, sender) = ChannelReceiver::with_queue("mine.1!1", 2, Duration::from_secs(60), |name| {
+    ///     println!("{name} is gone: forget it");
+    /// });
+    /// sender.send(Event::typed("hello", &())?)?;
+    /// assert_eq!(receiver.try_recv().unwrap().event_type(), "hello");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0.
+    pub fn with_queue(
+        name: impl Into<Arc<str>>,
+        capacity: usize,
+        expiry: std::time::Duration,
+        on_drop: impl FnOnce(&str) + Send + Sync + 'static,
+    ) -> (ChannelReceiver, ChannelSender) {
+        assert!(capacity > 0, "channel capacity must be at least 1");
+        let name = name.into();
+        let expired = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let queue = Arc::new(ChannelQueue::new(capacity, expiry, expired.clone(), true));
+        let sender = ChannelSender {
+            name: name.clone(),
+            queue: queue.clone(),
+            expired,
+        };
+        (Self::new(name, queue, Box::new(on_drop)), sender)
+    }
+
     pub(crate) fn new(name: Arc<str>, queue: Arc<ChannelQueue>, on_drop: OnDrop) -> Self {
         Self {
             name,

@@ -9,6 +9,7 @@
 //!   reads server-sent events one at a time ([`EventStream`]).
 //! - [`TestServer`] serves an application for real on 127.0.0.1 and a free port, for tests that
 //!   open sockets.
+//! - [`conformance`] is the channel layer contract as a suite: run it on a layer of your own.
 //!
 //! ```
 //! use std::time::Duration;
@@ -40,6 +41,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod conformance;
 mod http;
 mod server;
 mod websocket;
