@@ -355,3 +355,35 @@ async fn an_idle_connection_closed_by_redis_timeout_is_made_again_without_failin
         "no caller saw the closed connection"
     );
 }
+
+#[tokio::test]
+async fn a_named_channel_read_no_more_gives_its_pump_and_connection_back() {
+    let server = RedisServer::start().await;
+    let layer = RedisChannelLayer::connect(fast(&server)).await.unwrap();
+    let before = normal_clients(&server).await;
+    // A reader that gives up: its pump (one blocking connection) starts...
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), layer.receive("job.17")).await;
+    assert!(gave_up.is_err());
+    tokio::time::timeout(WAIT, async {
+        while normal_clients(&server).await <= before {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the pump connected");
+    // ...and ends by itself within one idle BLPOP (5 s), closing its connection.
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while normal_clients(&server).await > before {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the pump's connection is closed once nobody reads the channel");
+    // Reading again works: a new pump.
+    layer.send("job.17", event(5)).await.unwrap();
+    let got = tokio::time::timeout(WAIT, layer.receive("job.17"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n_of(&got), 5);
+}

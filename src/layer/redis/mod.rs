@@ -107,7 +107,9 @@ request!(
 ///   counts it in [`LayerStats::dropped_full`] instead. Sends within the process, and sends to
 ///   named channels, fail with `ChannelFull` as in memory.
 /// - A process reading a named channel takes one message at a time from Redis and holds at most
-///   one that its readers have not yet taken.
+///   one that its readers have not yet taken; the task and the connection that read it end once
+///   nobody has waited on the channel here for 5 s (a message already taken then waits here for
+///   the next reader, or expires and is counted).
 /// - Presence listings of a process that died without cleaning up are removed (with a
 ///   `presence.leave` to the group) within about its [`process_ttl`](RedisConfig::process_ttl)
 ///   plus a third of it, and `presence_list` leaves them out from `process_ttl` on. A membership
@@ -164,7 +166,7 @@ struct Shared {
     /// (group, channel) pairs this process listed in a presence, by channel.
     listed: Mutex<HashMap<Box<str>, HashSet<Box<str>>>>,
     /// Readers of named channels: the notification their pump waits on.
-    pumps: Mutex<HashMap<Box<str>, Arc<Notify>>>,
+    pumps: Mutex<HashMap<Box<str>, Pump>>,
     /// Woken when a local channel left a group (or went): unsubscribe from emptied groups now,
     /// so that `PUBLISH` stops counting this process for them.
     left_a_group: Notify,
@@ -244,6 +246,16 @@ impl Numbers {
     }
 }
 
+/// The task that moves a named channel's messages from Redis to this process's readers, while
+/// there are any: once none has waited for a while (one idle `BLPOP`), it ends and frees its
+/// connection.
+struct Pump {
+    /// Notified when a reader took the message the pump handed over.
+    taken: Arc<Notify>,
+    /// `receive` calls waiting on the channel here now.
+    readers: usize,
+}
+
 enum SubscriberCommand {
     Subscribe(Box<str>, oneshot::Sender<()>),
     Unsubscribe(Box<str>),
@@ -317,6 +329,17 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether the pump of `channel` may end: nobody reads it here. If so it is forgotten, under
+    /// the same lock a new reader would take, so that reader starts a pump of its own.
+    fn pump_may_end(&self, channel: &str) -> bool {
+        let mut pumps = lock(&self.pumps);
+        if pumps.get(channel).is_some_and(|pump| pump.readers > 0) {
+            return false;
+        }
+        pumps.remove(channel);
+        true
     }
 
     fn next_number(&self, redis_channel: &str) -> u64 {
@@ -618,15 +641,30 @@ impl RedisChannelLayer {
         self.shared.subscriber_connected.load(Ordering::Relaxed)
     }
 
-    fn ensure_pump(&self, channel: &str) -> Arc<Notify> {
+    /// Counts a reader of named channel `channel`, starting its pump if it has none.
+    fn start_reading(&self, channel: &str) -> Arc<Notify> {
         let mut pumps = lock(&self.shared.pumps);
-        if let Some(taken) = pumps.get(channel) {
-            return taken.clone();
+        if let Some(pump) = pumps.get_mut(channel) {
+            pump.readers += 1;
+            return pump.taken.clone();
         }
         let taken = Arc::new(Notify::new());
-        pumps.insert(channel.into(), taken.clone());
+        pumps.insert(
+            channel.into(),
+            Pump {
+                taken: taken.clone(),
+                readers: 1,
+            },
+        );
         tokio::spawn(pump(self.shared.clone(), channel.into(), taken.clone()));
         taken
+    }
+
+    /// Takes a reader of `channel` off (its pump ends by itself once idle with none).
+    fn stop_reading(shared: &Shared, channel: &str) {
+        if let Some(pump) = lock(&shared.pumps).get_mut(channel) {
+            pump.readers = pump.readers.saturating_sub(1);
+        }
     }
 }
 
@@ -713,7 +751,21 @@ impl ChannelLayer for RedisChannelLayer {
         if is_process_specific(channel) {
             return self.shared.local.receive(channel).await;
         }
-        let taken = self.ensure_pump(channel);
+        /// Gives the reader's place back however `receive` ends (it is cancel safe).
+        struct Reading<'a> {
+            shared: &'a Shared,
+            channel: &'a str,
+        }
+        impl Drop for Reading<'_> {
+            fn drop(&mut self) {
+                RedisChannelLayer::stop_reading(self.shared, self.channel);
+            }
+        }
+        let taken = self.start_reading(channel);
+        let _reading = Reading {
+            shared: &self.shared,
+            channel,
+        };
         let event = self.shared.local.receive(channel).await?;
         taken.notify_one();
         Ok(event)

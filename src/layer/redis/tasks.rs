@@ -291,6 +291,8 @@ pub(super) async fn pump(shared: Arc<Shared>, channel: Box<str>, taken: Arc<Noti
         };
         let item = match popped {
             Ok(Some((_, item))) => item,
+            // A whole `BLPOP` with nothing: end if nobody reads here any more.
+            Ok(None) if shared.pump_may_end(&channel) => return,
             Ok(None) => continue,
             Err(error) => {
                 tracing::warn!(target: "switchboard::layer", channel = &*channel, %error, "reading a named channel failed; reconnecting");
@@ -313,9 +315,18 @@ pub(super) async fn pump(shared: Arc<Shared>, channel: Box<str>, taken: Arc<Noti
         if shared.local.send(&channel, event).await.is_err() {
             continue;
         }
-        tokio::select! {
-            () = shared.stop.cancelled() => return,
-            () = taken.notified() => {}
+        // Hold no second message until a reader took this one. With no reader for a whole
+        // block period, end: the message waits here for the next reader, or expires (counted).
+        loop {
+            tokio::select! {
+                () = shared.stop.cancelled() => return,
+                () = taken.notified() => break,
+                () = tokio::time::sleep(Duration::from_secs_f64(BLOCK_SECONDS)) => {
+                    if shared.pump_may_end(&channel) {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
