@@ -472,3 +472,32 @@ async fn channels_whose_messages_expired_are_freed() {
     assert_eq!(stats.channels, 0, "the expired channels were swept");
     assert_eq!(stats.expired, 2000, "and their messages counted as expired");
 }
+
+/// Channels' `channel_capacity`: capacities by name pattern, first match first, for named and
+/// process-specific channels.
+#[tokio::test]
+async fn capacity_by_channel_name_pattern() {
+    let layer = InMemoryChannelLayer::with_config(
+        InMemoryConfig::default()
+            .capacity(3)
+            .channel_capacity("bulk.*", 5)
+            .channel_capacity("specific.*!*", 2),
+    );
+    let fill = |name: String| {
+        let layer = layer.clone();
+        async move {
+            let mut n = 0;
+            loop {
+                match layer.send(&name, event(n)).await {
+                    Ok(()) => n += 1,
+                    Err(LayerError::ChannelFull { capacity, .. }) => return (n, capacity),
+                    Err(other) => panic!("{other}"),
+                }
+            }
+        }
+    };
+    assert_eq!(fill("bulk.images".into()).await, (5, 5));
+    assert_eq!(fill("other".into()).await, (3, 3));
+    let inbox = layer.new_channel().await.unwrap();
+    assert_eq!(fill(inbox.name().to_owned()).await, (2, 2));
+}

@@ -387,3 +387,32 @@ async fn a_named_channel_read_no_more_gives_its_pump_and_connection_back() {
         .unwrap();
     assert_eq!(n_of(&got), 5);
 }
+
+#[tokio::test]
+async fn capacity_by_channel_name_pattern() {
+    let server = RedisServer::start().await;
+    let layer = RedisChannelLayer::connect(
+        fast(&server)
+            .capacity(3)
+            .channel_capacity("bulk.*", 5)
+            .channel_capacity("specific.*!*", 2),
+    )
+    .await
+    .unwrap();
+    for (name, capacity) in [("bulk.images", 5), ("other", 3)] {
+        for n in 0..capacity {
+            layer.send(name, event(n)).await.unwrap();
+        }
+        match layer.send(name, event(99)).await {
+            Err(LayerError::ChannelFull { capacity: c, .. }) => assert_eq!(c as u64, capacity),
+            other => panic!("{name}: expected ChannelFull, got {other:?}"),
+        }
+    }
+    let inbox = layer.new_channel().await.unwrap();
+    layer.send(inbox.name(), event(1)).await.unwrap();
+    layer.send(inbox.name(), event(2)).await.unwrap();
+    assert!(matches!(
+        layer.send(inbox.name(), event(3)).await,
+        Err(LayerError::ChannelFull { capacity: 2, .. })
+    ));
+}

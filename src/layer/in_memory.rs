@@ -31,18 +31,53 @@ use super::{
 /// );
 /// assert_eq!(layer.config().capacity, 500);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InMemoryConfig {
-    /// Messages a channel holds before `send` fails with `ChannelFull` (count). Default 100.
+    /// Messages a channel holds before `send` fails with `ChannelFull` (count), unless a
+    /// [`channel_capacity`](Self::channel_capacity) pattern says otherwise. Default 100.
     pub capacity: usize,
     /// How long a message waits to be received before it is dropped. Default 60 s.
     pub expiry: Duration,
     /// How long a group membership lasts after its last `group_add`. Default 86400 s.
     pub group_expiry: Duration,
+    /// Capacities by channel-name pattern, first match first.
+    capacities: super::Capacities,
 }
 
 impl InMemoryConfig {
+    /// Gives channels whose name matches `pattern` (a glob: `*` any characters, `?` one,
+    /// `[..]` a set) a capacity of `messages` instead of [`capacity`](Self::capacity); the first
+    /// pattern that matches wins (Channels' `channel_capacity`). It applies to named channels and
+    /// to process-specific ones (`specific.*!*`).
+    ///
+    /// ```
+    /// use switchboard::layer::InMemoryConfig;
+    ///
+    /// let config = InMemoryConfig::default()
+    ///     .channel_capacity("thumbnails", 1000)
+    ///     .channel_capacity("jobs.*", 10);
+    /// assert_eq!(config.capacity_for("thumbnails"), 1000);
+    /// assert_eq!(config.capacity_for("jobs.resize"), 10);
+    /// assert_eq!(config.capacity_for("other"), 100);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is not a valid glob, or `messages` is 0 (programmer errors, caught at
+    /// start-up).
+    #[track_caller]
+    pub fn channel_capacity(mut self, pattern: &str, messages: usize) -> Self {
+        self.capacities.add(pattern, messages);
+        self
+    }
+
+    /// The capacity of the channel named `channel`: the first matching
+    /// [`channel_capacity`](Self::channel_capacity) pattern's, or [`capacity`](Self::capacity).
+    pub fn capacity_for(&self, channel: &str) -> usize {
+        self.capacities.of(channel, self.capacity)
+    }
+
     /// Sets [`capacity`](Self::capacity): messages per channel.
     pub fn capacity(mut self, messages: usize) -> Self {
         self.capacity = messages;
@@ -68,6 +103,7 @@ impl Default for InMemoryConfig {
             capacity: 100,
             expiry: Duration::from_secs(60),
             group_expiry: Duration::from_secs(86_400),
+            capacities: super::Capacities::default(),
         }
     }
 }
@@ -300,9 +336,9 @@ impl std::fmt::Debug for InMemoryChannelLayer {
 
 impl Inner {
     /// A queue for a consumer's own channel (`single_reader`) or a named channel.
-    fn new_queue(&self, single_reader: bool) -> Arc<ChannelQueue> {
+    fn new_queue(&self, channel: &str, single_reader: bool) -> Arc<ChannelQueue> {
         Arc::new(ChannelQueue::new(
-            self.config.capacity,
+            self.config.capacity_for(channel),
             self.config.expiry,
             self.counters.expired.clone(),
             single_reader,
@@ -329,7 +365,10 @@ impl Inner {
                 self.made_since_sweep.store(0, Ordering::Relaxed);
                 sweep(channels);
             }
-            channels.insert(channel.into(), ChannelEntry::new(self.new_queue(false)));
+            channels.insert(
+                channel.into(),
+                ChannelEntry::new(self.new_queue(channel, false)),
+            );
         }
         channels.get_mut(channel)
     }
@@ -496,7 +535,7 @@ impl ChannelLayer for InMemoryChannelLayer {
         let inner = &self.inner;
         let local = inner.next_local.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = format!("{}!{local}", inner.prefix).into();
-        let queue = inner.new_queue(true);
+        let queue = inner.new_queue(&name, true);
         lock(&inner.channels).insert(name.clone(), ChannelEntry::new(queue.clone()));
         let weak: Weak<Inner> = Arc::downgrade(inner);
         Ok(ChannelReceiver::new(

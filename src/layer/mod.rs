@@ -96,6 +96,7 @@ pub use errors::{BackendError, InvalidNameReason, LayerError, NameKind};
 pub use event::{Event, EventError, IntoEvent};
 pub use handle::LayerHandle;
 pub use in_memory::{InMemoryChannelLayer, InMemoryConfig};
+pub(crate) use names::Capacities;
 pub use names::{
     is_process_specific, user_group, validate_channel_name, validate_group_name, MAX_NAME_LENGTH,
 };

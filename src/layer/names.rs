@@ -111,6 +111,42 @@ pub fn user_group(user: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// Channel capacities by name pattern (Channels' `channel_capacity`), first match first: shared
+/// by the layers' configurations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Capacities(Vec<(glob::Pattern, usize)>);
+
+impl Capacities {
+    /// Adds `pattern` → `messages`.
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is not a valid glob, or `messages` is 0.
+    #[track_caller]
+    pub(crate) fn add(&mut self, pattern: &str, messages: usize) {
+        assert!(messages > 0, "channel capacity must be at least 1");
+        let pattern = glob::Pattern::new(pattern)
+            .unwrap_or_else(|error| panic!("invalid channel pattern {pattern:?}: {error}"));
+        self.0.push((pattern, messages));
+    }
+
+    /// The first matching pattern's capacity for `channel`, or `default`.
+    pub(crate) fn of(&self, channel: &str, default: usize) -> usize {
+        self.0
+            .iter()
+            .find(|(pattern, _)| pattern.matches(channel))
+            .map_or(default, |(_, messages)| *messages)
+    }
+
+    /// The patterns with their capacities, first first.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.0
+            .iter()
+            .map(|(pattern, messages)| (pattern.as_str(), *messages))
+    }
+}
+
 /// Whether `channel` is a process-specific name (one made by [`ChannelLayer::new_channel`](super::ChannelLayer::new_channel)).
 pub fn is_process_specific(channel: &str) -> bool {
     channel.contains('!')

@@ -23,7 +23,8 @@ pub struct RedisConfig {
     /// Start of every Redis key and channel the layer uses, so that several apps can share one
     /// server. Default `"switchboard"` (Channels: `"asgi"`).
     pub prefix: String,
-    /// Messages a channel holds before `send` fails with `ChannelFull` (count). Default 100.
+    /// Messages a channel holds before `send` fails with `ChannelFull` (count), unless a
+    /// [`channel_capacity`](Self::channel_capacity) pattern says otherwise. Default 100.
     pub capacity: usize,
     /// How long a message waits to be received before it is dropped. Default 60 s.
     pub expiry: Duration,
@@ -43,6 +44,8 @@ pub struct RedisConfig {
     /// How often messages found lost are logged, and groups that lost their last local member
     /// are checked for (they are also unsubscribed as soon as a member leaves). Default 30 s.
     pub unsubscribe_interval: Duration,
+    /// Capacities by channel-name pattern, first match first.
+    pub(super) capacities: crate::layer::Capacities,
 }
 
 impl RedisConfig {
@@ -58,7 +61,29 @@ impl RedisConfig {
             health_check_interval: Duration::from_secs(15),
             process_ttl: Duration::from_secs(30),
             unsubscribe_interval: Duration::from_secs(30),
+            capacities: crate::layer::Capacities::default(),
         }
+    }
+
+    /// Gives channels whose name matches `pattern` (a glob) a capacity of `messages`, as
+    /// [`InMemoryConfig::channel_capacity`](crate::layer::InMemoryConfig::channel_capacity)
+    /// (Channels' `channel_capacity`). It applies to this process's channels and to `send`s to
+    /// named channels; a `group_send` reaching a named channel added to a group by another process
+    /// uses [`capacity`](Self::capacity).
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is not a valid glob, or `messages` is 0.
+    #[track_caller]
+    pub fn channel_capacity(mut self, pattern: &str, messages: usize) -> Self {
+        self.capacities.add(pattern, messages);
+        self
+    }
+
+    /// The capacity of the channel named `channel` (the first matching pattern's, or
+    /// [`capacity`](Self::capacity)).
+    pub fn capacity_for(&self, channel: &str) -> usize {
+        self.capacities.of(channel, self.capacity)
     }
 
     /// Sets [`prefix`](Self::prefix).

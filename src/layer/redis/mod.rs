@@ -585,12 +585,14 @@ impl RedisChannelLayer {
                 )))
             }
         };
-        let local = InMemoryChannelLayer::with_config(
-            InMemoryConfig::default()
-                .capacity(config.capacity)
-                .expiry(config.expiry)
-                .group_expiry(config.group_expiry),
-        );
+        let mut local_config = InMemoryConfig::default()
+            .capacity(config.capacity)
+            .expiry(config.expiry)
+            .group_expiry(config.group_expiry);
+        for (pattern, messages) in config.capacities.iter() {
+            local_config = local_config.channel_capacity(pattern, messages);
+        }
+        let local = InMemoryChannelLayer::with_config(local_config);
         let process: Box<str> = local.process_prefix().into();
         let (to_subscriber, commands_in) = mpsc::channel(256);
         let stop = CancellationToken::new();
@@ -722,11 +724,12 @@ impl ChannelLayer for RedisChannelLayer {
         let now = now_ms();
         let expiry = millis(shared.config.expiry);
         let mut invocation = shared.scripts.send.key(shared.key("c", channel));
-        invocation
-            .arg(shared.config.capacity)
-            .arg(now)
-            .arg(expiry)
-            .arg(format!("{} {}", now + expiry, event.json()));
+        let capacity = shared.config.capacity_for(channel);
+        invocation.arg(capacity).arg(now).arg(expiry).arg(format!(
+            "{} {}",
+            now + expiry,
+            event.json()
+        ));
         let (queued, expired): (u64, u64) = shared.run(&invocation).await?;
         shared
             .counters
@@ -739,7 +742,7 @@ impl ChannelLayer for RedisChannelLayer {
                 .fetch_add(1, Ordering::Relaxed);
             return Err(LayerError::ChannelFull {
                 channel: channel.to_owned(),
-                capacity: shared.config.capacity,
+                capacity,
             });
         }
         shared.counters.queued.fetch_add(1, Ordering::Relaxed);
