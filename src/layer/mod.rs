@@ -31,6 +31,22 @@
 //! **Leaving.** Dropping a [`ChannelReceiver`] deletes its channel and takes it out of every group,
 //! so a consumer that goes, however it goes, leaves nothing behind.
 //!
+//! # Guarantees, layer by layer
+//!
+//! | | Channels' `InMemoryChannelLayer` | `channels_redis` | [`InMemoryChannelLayer`] | `RedisChannelLayer` |
+//! | --- | --- | --- | --- | --- |
+//! | order of one sender's messages to one channel | FIFO | FIFO | FIFO | FIFO |
+//! | order of a group's messages | per member, as sent | per member, as sent | one order for every member (one lock per group) | one order for every member: every process, the sender's too, gets group messages from Redis in `PUBLISH` order |
+//! | delivery | at most once | at most once | at most once | at most once; a publish retried after a closed connection is recognised by its number and not delivered twice |
+//! | a full channel | `send` raises `ChannelFull`; `group_send` skips it silently | the same | `send` fails with `ChannelFull`; `group_send` skips and counts it (`dropped_full`) | the same, except that a `send` to another process's channel cannot see it full: the owner drops and counts it |
+//! | an expired message | dropped silently | dropped silently | dropped and counted (`expired`) | dropped and counted |
+//! | what a restart or partition loses | everything (one process) | messages published while a process is away from Redis, silently | everything (one process) | messages published to a process while its subscription is down: lost and counted (`lost`, from gaps in each publisher's numbers) and logged; named channels' messages wait in Redis; presence of a crashed process is removed within `process_ttl` |
+//! | a channel nobody uses any more | deleted when empty | its key expires | deleted when empty, no reader waits and it is in no group | the same here; its Redis list expires a minute after its last message would have |
+//! | `receive` on a name the layer cannot serve | waits | raises (wrong client prefix) | fails at once ([`LayerError::ForeignChannel`]) | fails at once |
+//!
+//! Not yet in either layer (issue 12): recovery of what a reconnecting client missed (an offset
+//! and an epoch per group), and Redis Cluster.
+//!
 //! # Users as addresses
 //!
 //! To reach every open connection of one user — all their tabs, on any process — each consumer
