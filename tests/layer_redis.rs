@@ -285,6 +285,28 @@ async fn normal_clients(server: &RedisServer) -> usize {
     list.lines().count().saturating_sub(1)
 }
 
+/// A sending process and a receiving one whose channel is in "room", after one message went
+/// through: (sending, receiving, the receiver's inbox).
+async fn two_processes_in_a_room(
+    server: &RedisServer,
+) -> (RedisChannelLayer, RedisChannelLayer, ChannelReceiver) {
+    let receiving = RedisChannelLayer::connect(fast(server)).await.unwrap();
+    let sending = RedisChannelLayer::connect(fast(server)).await.unwrap();
+    let mut inbox = receiving.new_channel().await.unwrap();
+    receiving.group_add("room", inbox.name()).await.unwrap();
+    sending.group_send("room", event(1)).await.unwrap();
+    assert_eq!(n_of(&recv(&mut inbox).await), 1);
+    (sending, receiving, inbox)
+}
+
+fn no_caller_saw_it(sending: &RedisChannelLayer) {
+    assert_eq!(
+        sending.stats().unavailable,
+        0,
+        "no caller saw the closed connection"
+    );
+}
+
 /// Sends 2, 3, 4 and a marker through `sending` and checks `inbox` gets each once, in order.
 async fn each_once_in_order(sending: &RedisChannelLayer, inbox: &mut ChannelReceiver) {
     for n in 2..5 {
@@ -299,12 +321,7 @@ async fn each_once_in_order(sending: &RedisChannelLayer, inbox: &mut ChannelRece
 #[tokio::test]
 async fn a_command_connection_killed_by_the_server_is_made_again_without_failing_the_caller() {
     let server = RedisServer::start().await;
-    let receiving = RedisChannelLayer::connect(fast(&server)).await.unwrap();
-    let sending = RedisChannelLayer::connect(fast(&server)).await.unwrap();
-    let mut inbox = receiving.new_channel().await.unwrap();
-    receiving.group_add("room", inbox.name()).await.unwrap();
-    sending.group_send("room", event(1)).await.unwrap();
-    assert_eq!(n_of(&recv(&mut inbox).await), 1);
+    let (sending, _receiving, mut inbox) = two_processes_in_a_room(&server).await;
 
     // Every command connection goes (pub/sub ones are another type and stay).
     let mut admin = redis::Client::open(server.url())
@@ -323,22 +340,13 @@ async fn a_command_connection_killed_by_the_server_is_made_again_without_failing
         .unwrap();
     assert!(killed >= 2, "both layers' command connections: {killed}");
     each_once_in_order(&sending, &mut inbox).await;
-    assert_eq!(
-        sending.stats().unavailable,
-        0,
-        "no caller saw the closed connection"
-    );
+    no_caller_saw_it(&sending);
 }
 
 #[tokio::test]
 async fn an_idle_connection_closed_by_redis_timeout_is_made_again_without_failing_the_caller() {
     let server = RedisServer::start_with(&["--timeout", "1"]).await;
-    let receiving = RedisChannelLayer::connect(fast(&server)).await.unwrap();
-    let sending = RedisChannelLayer::connect(fast(&server)).await.unwrap();
-    let mut inbox = receiving.new_channel().await.unwrap();
-    receiving.group_add("room", inbox.name()).await.unwrap();
-    sending.group_send("room", event(1)).await.unwrap();
-    assert_eq!(n_of(&recv(&mut inbox).await), 1);
+    let (sending, _receiving, mut inbox) = two_processes_in_a_room(&server).await;
 
     // Wait (on what Redis says, at most 10 s) until it has closed the idle command connections.
     tokio::time::timeout(WAIT, async {
@@ -349,11 +357,7 @@ async fn an_idle_connection_closed_by_redis_timeout_is_made_again_without_failin
     .await
     .expect("redis closes idle clients after `timeout 1`");
     each_once_in_order(&sending, &mut inbox).await;
-    assert_eq!(
-        sending.stats().unavailable,
-        0,
-        "no caller saw the closed connection"
-    );
+    no_caller_saw_it(&sending);
 }
 
 #[tokio::test]
