@@ -141,6 +141,9 @@ struct Inner {
     counters: Counters,
     /// Named channels made since the last sweep for idle ones.
     made_since_sweep: AtomicU64,
+    /// Groups that lost their last member since the last [`InMemoryChannelLayer::take_emptied_groups`],
+    /// kept only once somebody asked (the Redis layer unsubscribes from them).
+    emptied: Mutex<Option<Vec<Box<str>>>>,
 }
 
 #[derive(Default)]
@@ -297,6 +300,7 @@ impl InMemoryChannelLayer {
                 groups: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 made_since_sweep: AtomicU64::new(0),
+                emptied: Mutex::new(None),
             }),
         }
     }
@@ -310,6 +314,15 @@ impl InMemoryChannelLayer {
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn process_prefix(&self) -> &str {
         &self.inner.prefix
+    }
+
+    /// The groups that lost their last member since the last call (the first call starts the
+    /// record and returns nothing).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn take_emptied_groups(&self) -> Vec<Box<str>> {
+        lock(&self.inner.emptied)
+            .replace(Vec::new())
+            .unwrap_or_default()
     }
 
     /// Whether `group` has members here.
@@ -448,6 +461,10 @@ impl Inner {
             .is_some_and(|g| lock(&g.members).is_empty());
         if empty {
             groups.remove(group);
+            drop(groups);
+            if let Some(emptied) = lock(&self.emptied).as_mut() {
+                emptied.push(group.into());
+            }
         }
     }
 

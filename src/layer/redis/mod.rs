@@ -463,6 +463,25 @@ impl Shared {
     }
 
     /// Unsubscribes from groups this process no longer has members of.
+    /// Unsubscribes from the groups that lost their last local member since the last time
+    /// (O(those groups), for the notice every leave sends).
+    async fn unsubscribe_emptied(&self) {
+        let emptied = self.local.take_emptied_groups();
+        if emptied.is_empty() {
+            return;
+        }
+        let mut subscribed = self.subscribed.lock().await;
+        for group in emptied {
+            if subscribed.contains_key(&group) && !self.local.has_group(&group) {
+                subscribed.remove(&group);
+                let _ = self
+                    .to_subscriber
+                    .send(SubscriberCommand::Unsubscribe(group))
+                    .await;
+            }
+        }
+    }
+
     async fn unsubscribe_unused(&self) {
         let mut subscribed = self.subscribed.lock().await;
         let unused: Vec<Box<str>> = subscribed
@@ -593,6 +612,8 @@ impl RedisChannelLayer {
             local_config = local_config.channel_capacity(pattern, messages);
         }
         let local = InMemoryChannelLayer::with_config(local_config);
+        // Start recording the groups emptied here, to unsubscribe from exactly those.
+        local.take_emptied_groups();
         let process: Box<str> = local.process_prefix().into();
         let (to_subscriber, commands_in) = mpsc::channel(256);
         let stop = CancellationToken::new();

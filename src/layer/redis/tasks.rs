@@ -234,7 +234,7 @@ pub(super) async fn unsubscriber(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             () = shared.stop.cancelled() => return,
-            () = shared.left_a_group.notified() => shared.unsubscribe_unused().await,
+            () = shared.left_a_group.notified() => shared.unsubscribe_emptied().await,
             _ = every.tick() => {
                 shared.unsubscribe_unused().await;
                 let lost = shared.lost();
