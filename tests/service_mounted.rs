@@ -298,3 +298,30 @@ async fn hyper_as_host_works_with_upgrades_and_refuses_cleanly_without() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn hyper_util_auto_server_as_host() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let service = AppService::new(UrlRouter::new().route("/ws/who/{room}/", WhoAmI::default));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let host = service.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = TowerToHyperService::new(host.clone());
+            tokio::spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let mut who = connect_to(addr, "/ws/who/cellar/").await;
+    send_json(&mut who, &json!({})).await;
+    assert_eq!(recv_json(&mut who).await["room"], "cellar");
+    assert_eq!(service.stats().snapshot().accepted, 1);
+}

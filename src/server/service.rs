@@ -73,8 +73,9 @@ use crate::routing::ProtocolTypeRouter;
 /// comes from axum's `ConnectInfo<SocketAddr>` (feature `axum`, with
 /// `into_make_service_with_connect_info`); without it, it is `None`.
 ///
-/// The host must hand upgraded connections over: `axum::serve` does; hyper's own server does with
-/// `serve_connection(..).with_upgrades()` (without it the client gets its 101 and then a closed
+/// The host must hand upgraded connections over: `axum::serve` does; hyper-util's
+/// `server::conn::auto::Builder` does with `serve_connection_with_upgrades` (wrap the service in
+/// its `TowerToHyperService`); hyper's own server does with `serve_connection(..).with_upgrades()` (without it the client gets its 101 and then a closed
 /// socket, logged at `WARN`); a host that gives requests no upgrade at all gets 500.
 ///
 /// Upgraded connections are no longer the host's: `axum::serve`'s graceful shutdown does not
