@@ -141,6 +141,8 @@ struct Inner {
     counters: Counters,
     /// Named channels made since the last sweep for idle ones.
     made_since_sweep: AtomicU64,
+    /// When the last sweep ran.
+    last_sweep: Mutex<Instant>,
     /// Groups that lost their last member since the last [`InMemoryChannelLayer::take_emptied_groups`],
     /// kept only once somebody asked (the Redis layer unsubscribes from them).
     emptied: Mutex<Option<Vec<Box<str>>>>,
@@ -300,6 +302,7 @@ impl InMemoryChannelLayer {
                 groups: Mutex::new(HashMap::new()),
                 counters: Counters::default(),
                 made_since_sweep: AtomicU64::new(0),
+                last_sweep: Mutex::new(Instant::now()),
                 emptied: Mutex::new(None),
             }),
         }
@@ -367,15 +370,22 @@ impl Inner {
     }
 
     /// Makes named channel `channel` if it does not exist; `None` for a process-specific channel
-    /// that is gone. Every so many new channels, frees the idle ones (amortized O(1)).
+    /// that is gone. When as many channels were made as exist, or an expiry period passed, since
+    /// the last sweep, frees the idle ones first (amortized O(1) per channel made).
     fn entry<'a>(&self, channels: &'a mut Channels, channel: &str) -> Option<&'a mut ChannelEntry> {
         if !channels.contains_key(channel) {
             if is_process_specific(channel) {
                 return None;
             }
             let made = self.made_since_sweep.fetch_add(1, Ordering::Relaxed) + 1;
-            if made >= 1024 && made as usize >= channels.len() {
+            let now = Instant::now();
+            let mut last_sweep = lock(&self.last_sweep);
+            let due = (made >= 1024 && made as usize >= channels.len())
+                || now.duration_since(*last_sweep) >= self.config.expiry;
+            if due {
                 self.made_since_sweep.store(0, Ordering::Relaxed);
+                *last_sweep = now;
+                drop(last_sweep);
                 sweep(channels);
             }
             channels.insert(
