@@ -77,6 +77,8 @@ pub struct Event(Arc<EventInner>);
 struct EventInner {
     event_type: Box<str>,
     json: Utf8Bytes,
+    /// Where the event stands in its group's stream, for a group that keeps one.
+    position: Option<super::StreamPosition>,
 }
 
 /// Why a value could not be made into an [`Event`], or an event into a value.
@@ -145,6 +147,7 @@ impl Event {
         Ok(Self(Arc::new(EventInner {
             event_type: event_type.into(),
             json: json.into(),
+            position: None,
         })))
     }
 
@@ -170,7 +173,24 @@ impl Event {
         Ok(Self(Arc::new(EventInner {
             event_type,
             json: json.into(),
+            position: None,
         })))
+    }
+
+    /// Where the event stands in its group's stream: set on the events a group that keeps a
+    /// stream delivers (see [`InMemoryConfig::group_history`](super::InMemoryConfig::group_history)),
+    /// so that a consumer can tell its client what to send back on reconnecting; `None` otherwise.
+    pub fn position(&self) -> Option<&super::StreamPosition> {
+        self.0.position.as_ref()
+    }
+
+    /// The same event at `position` (the JSON is shared, not copied).
+    pub(crate) fn with_position(&self, position: super::StreamPosition) -> Self {
+        Self(Arc::new(EventInner {
+            event_type: self.0.event_type.clone(),
+            json: self.0.json.clone(),
+            position: Some(position),
+        }))
     }
 
     /// The event's `"type"`.

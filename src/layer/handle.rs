@@ -151,6 +151,13 @@ impl ChannelLayer for LayerHandle {
     fn stats(&self) -> LayerStats {
         self.0.stats()
     }
+    async fn recover(
+        &self,
+        group: &str,
+        since: &super::StreamPosition,
+    ) -> Result<super::Recovery, LayerError> {
+        self.0.recover(group, since).await
+    }
     fn into_handle(self) -> LayerHandle {
         self
     }

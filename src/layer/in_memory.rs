@@ -19,6 +19,7 @@ use super::{
     ChannelReceiver, Event, GroupSent, LayerError, LayerStats, Presence, PRESENCE_JOIN,
     PRESENCE_LEAVE,
 };
+use super::{GroupStream, Recovery, StreamPosition};
 
 /// Settings of an [`InMemoryChannelLayer`]; the defaults are Channels'.
 ///
@@ -43,6 +44,8 @@ pub struct InMemoryConfig {
     pub group_expiry: Duration,
     /// Capacities by channel-name pattern, first match first.
     capacities: super::Capacities,
+    /// Groups that keep a stream: (pattern, events, age), first match first.
+    histories: Vec<(glob::Pattern, usize, Duration)>,
 }
 
 impl InMemoryConfig {
@@ -70,6 +73,41 @@ impl InMemoryConfig {
     pub fn channel_capacity(mut self, pattern: &str, messages: usize) -> Self {
         self.capacities.add(pattern, messages);
         self
+    }
+
+    /// Makes groups whose name matches `pattern` (a glob) keep a stream of their last `events`
+    /// events, for `age` at most, so that a client that reconnects can
+    /// [`recover`](crate::layer::ChannelLayer::recover) what it missed; the first pattern that
+    /// matches wins. Events those groups deliver carry their
+    /// [`position`](crate::layer::Event::position); `group_send` reports it. Groups that keep
+    /// no stream cost nothing more.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::layer::InMemoryConfig;
+    ///
+    /// let config = InMemoryConfig::default().group_history("chat_*", 100, Duration::from_secs(300));
+    /// # drop(config);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is not a valid glob, or `events` is 0.
+    #[track_caller]
+    pub fn group_history(mut self, pattern: &str, events: usize, age: Duration) -> Self {
+        assert!(events > 0, "a group stream keeps at least one event");
+        let pattern = glob::Pattern::new(pattern)
+            .unwrap_or_else(|error| panic!("invalid group pattern {pattern:?}: {error}"));
+        self.histories.push((pattern, events, age));
+        self
+    }
+
+    /// The stream bounds of `group`: (events, age), if it keeps a stream.
+    pub(crate) fn history_of(&self, group: &str) -> Option<(usize, Duration)> {
+        self.histories
+            .iter()
+            .find(|(pattern, _, _)| pattern.matches(group))
+            .map(|(_, events, age)| (*events, *age))
     }
 
     /// The capacity of the channel named `channel`: the first matching
@@ -104,6 +142,7 @@ impl Default for InMemoryConfig {
             expiry: Duration::from_secs(60),
             group_expiry: Duration::from_secs(86_400),
             capacities: super::Capacities::default(),
+            histories: Vec::new(),
         }
     }
 }
@@ -143,6 +182,10 @@ struct Inner {
     made_since_sweep: AtomicU64,
     /// When the last sweep ran.
     last_sweep: Mutex<Instant>,
+    /// The streams of groups that keep one (see `InMemoryConfig::group_history`).
+    streams: Mutex<HashMap<Box<str>, Arc<Mutex<GroupStream>>>>,
+    /// `group_send`s to streamed groups since spent streams were last swept.
+    sent_since_stream_sweep: AtomicU64,
     /// Groups that lost their last member since the last [`InMemoryChannelLayer::take_emptied_groups`],
     /// kept only once somebody asked (the Redis layer unsubscribes from them).
     emptied: Mutex<Option<Vec<Box<str>>>>,
@@ -303,6 +346,8 @@ impl InMemoryChannelLayer {
                 counters: Counters::default(),
                 made_since_sweep: AtomicU64::new(0),
                 last_sweep: Mutex::new(Instant::now()),
+                streams: Mutex::new(HashMap::new()),
+                sent_since_stream_sweep: AtomicU64::new(0),
                 emptied: Mutex::new(None),
             }),
         }
@@ -429,6 +474,7 @@ impl Inner {
             queued: out.queued as usize,
             skipped_full: out.full as usize,
             processes: 0,
+            position: None,
         }
     }
 
@@ -535,6 +581,22 @@ impl Inner {
             out.emptied = members.is_empty();
         }
         self.settle(group, &out);
+    }
+
+    /// The stream of `group`, made if it has none. Every so many sends, streams whose events all
+    /// aged out are dropped (their next event starts a new epoch).
+    fn stream(&self, group: &str, events: usize, age: Duration) -> Arc<Mutex<GroupStream>> {
+        let mut streams = lock(&self.streams);
+        let sent = self.sent_since_stream_sweep.fetch_add(1, Ordering::Relaxed) + 1;
+        if sent >= 1024 && sent as usize >= streams.len() {
+            self.sent_since_stream_sweep.store(0, Ordering::Relaxed);
+            let now = Instant::now();
+            streams.retain(|name, stream| &**name == group || !lock(stream).is_spent(now));
+        }
+        streams
+            .entry(group.into())
+            .or_insert_with(|| Arc::new(Mutex::new(GroupStream::new(events, age))))
+            .clone()
     }
 
     /// Takes `group` off `channel`'s memberships, and frees the channel if that left it idle.
@@ -668,7 +730,26 @@ impl ChannelLayer for InMemoryChannelLayer {
 
     async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError> {
         validate_group_name(group)?;
-        Ok(self.inner.broadcast(group, &event))
+        let inner = &self.inner;
+        let Some((events, age)) = inner.config.history_of(group) else {
+            return Ok(inner.broadcast(group, &event));
+        };
+        let stream = inner.stream(group, events, age);
+        // The stream's lock is held while members get the event, so that offsets go out in order.
+        let mut stream = lock(&stream);
+        let event = stream.append(&event, Instant::now());
+        let mut sent = inner.broadcast(group, &event);
+        sent.position = event.position().cloned();
+        Ok(sent)
+    }
+
+    async fn recover(&self, group: &str, since: &StreamPosition) -> Result<Recovery, LayerError> {
+        validate_group_name(group)?;
+        let Some(stream) = lock(&self.inner.streams).get(group).cloned() else {
+            return Ok(Recovery::NotRecovered { position: None });
+        };
+        let recovery = lock(&stream).recover(since, Instant::now());
+        Ok(recovery)
     }
 
     async fn presence_add(

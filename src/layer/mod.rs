@@ -44,8 +44,9 @@
 //! | a channel nobody uses any more | deleted when empty | its key expires | deleted when empty, no reader waits and it is in no group | the same here; its Redis list expires a minute after its last message would have |
 //! | `receive` on a name the layer cannot serve | waits | raises (wrong client prefix) | fails at once ([`LayerError::ForeignChannel`]) | fails at once |
 //!
-//! Not yet in either layer (issue 12): recovery of what a reconnecting client missed (an offset
-//! and an epoch per group), and Redis Cluster.
+//! | recovery of what a reconnecting client missed | — | — | for groups that keep a stream ([`InMemoryConfig::group_history`], [`ChannelLayer::recover`]) | not yet: never recovers |
+//!
+//! Not yet (issue 12): recovery on Redis (streams there), and Redis Cluster.
 //!
 //! # Users as addresses
 //!
@@ -100,6 +101,7 @@ mod names;
 mod queue;
 #[cfg(feature = "redis")]
 mod redis;
+mod stream;
 
 use std::fmt;
 use std::sync::Arc;
@@ -120,6 +122,8 @@ pub(crate) use queue::ChannelQueue;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisChannelLayer, RedisConfig};
+pub(crate) use stream::GroupStream;
+pub use stream::{Recovery, StreamPosition};
 
 /// A channel layer: named channels (point to point) and groups (broadcast).
 ///
@@ -231,6 +235,24 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     /// A snapshot of the layer's counts, for metrics.
     fn stats(&self) -> LayerStats;
 
+    /// What `group` sent after `since`, for a client that reconnects: the events it missed, in
+    /// order, or [`Recovery::NotRecovered`] when the group's stream no longer holds them all
+    /// (then the client reloads its state). Only groups that keep a stream can recover (see
+    /// [`InMemoryConfig::group_history`]); the default, for layers that keep none, never does.
+    ///
+    /// A consumer that recovers joins the group first and then recovers, and skips live events
+    /// at or before the recovered position, so that nothing is missed or shown twice between
+    /// the two.
+    ///
+    /// # Errors
+    ///
+    /// [`LayerError::InvalidName`] for a bad group name; a networked layer's own failure.
+    async fn recover(&self, group: &str, since: &StreamPosition) -> Result<Recovery, LayerError> {
+        let _ = since;
+        validate_group_name(group)?;
+        Ok(Recovery::NotRecovered { position: None })
+    }
+
     /// Shares this layer as a [`LayerHandle`]. A handle returns itself; other layers are put
     /// behind one `Arc`. Layers need not override it.
     fn into_handle(self) -> LayerHandle
@@ -254,7 +276,7 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 /// process unsubscribes from a group as soon as its last member there leaves; until Redis has
 /// that (a round trip), `PUBLISH` still counts it, so `true` may come a moment after a user's
 /// last connection closed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GroupSent {
     /// Channels the event was put on by this call.
@@ -265,6 +287,8 @@ pub struct GroupSent {
     /// Processes a networked layer handed the event to, for their own members to receive; 0 in
     /// the in-memory layer.
     pub processes: usize,
+    /// Where the event stands in the group's stream, for a group that keeps one.
+    pub position: Option<StreamPosition>,
 }
 
 impl GroupSent {

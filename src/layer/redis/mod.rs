@@ -526,6 +526,7 @@ impl Shared {
             queued: queued as usize,
             skipped_full: full as usize,
             processes: reached as usize,
+            position: None,
         })
     }
 
