@@ -1,6 +1,8 @@
 //! Recovery after reconnect (in memory): a group that keeps a stream gives a client that comes
 //! back exactly what it missed, in order, or says it cannot. Expiry runs on tokio's paused clock.
 
+mod common;
+
 use std::time::Duration;
 
 use switchboard::layer::{
@@ -125,4 +127,115 @@ async fn groups_without_a_stream_cost_nothing_and_never_recover() {
         layer.recover("plain", &anywhere).await.unwrap(),
         Recovery::NotRecovered { position: None }
     );
+}
+
+mod redis {
+    //! The same on Redis, across two processes sharing one real redis-server.
+
+    use super::{event, n_of};
+    use std::time::Duration;
+
+    use switchboard::layer::{ChannelLayer, Recovery, RedisChannelLayer, RedisConfig};
+
+    use crate::common::redis_server::RedisServer;
+
+    async fn process(server: &RedisServer, events: usize) -> RedisChannelLayer {
+        RedisChannelLayer::connect(RedisConfig::new(server.url()).group_history(
+            "chat_*",
+            events,
+            Duration::from_secs(300),
+        ))
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_comes_back_gets_exactly_what_it_missed_across_processes() {
+        let server = RedisServer::start().await;
+        let (a, b) = (process(&server, 100).await, process(&server, 100).await);
+        let mut inbox = a.new_channel().await.unwrap();
+        a.group_add("chat_lobby", inbox.name()).await.unwrap();
+        let mut last = None;
+        for n in 1..=3 {
+            let sent = b.group_send("chat_lobby", event(n)).await.unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+                .await
+                .unwrap();
+            assert_eq!(n_of(&got), n);
+            assert_eq!(
+                got.position(),
+                sent.position.as_ref(),
+                "positions cross processes"
+            );
+            last = got.position().cloned();
+        }
+        let last = last.unwrap();
+        drop(inbox);
+        for n in 4..=13 {
+            b.group_send("chat_lobby", event(n)).await.unwrap();
+        }
+        for layer in [&a, &b] {
+            match layer.recover("chat_lobby", &last).await.unwrap() {
+                Recovery::Recovered { events, position } => {
+                    let ns: Vec<u64> = events.iter().map(n_of).collect();
+                    assert_eq!(ns, (4..=13).collect::<Vec<_>>(), "all ten, once, in order");
+                    assert_eq!(position.offset, 13);
+                }
+                other => panic!("expected the missed events, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lost_history_is_said_and_groups_without_a_stream_never_recover() {
+        let server = RedisServer::start().await;
+        let layer = process(&server, 5).await;
+        let first = layer
+            .group_send("chat_busy", event(1))
+            .await
+            .unwrap()
+            .position
+            .unwrap();
+        for n in 2..=10 {
+            layer.group_send("chat_busy", event(n)).await.unwrap();
+        }
+        // More than the stream keeps.
+        assert!(matches!(
+            layer.recover("chat_busy", &first).await.unwrap(),
+            Recovery::NotRecovered { position: Some(now) } if now.offset == 10
+        ));
+        // Redis lost everything: the next event starts a new epoch.
+        let mut admin = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut admin)
+            .await
+            .unwrap();
+        let after = layer
+            .group_send("chat_busy", event(11))
+            .await
+            .unwrap()
+            .position
+            .unwrap();
+        assert_ne!(after.epoch, first.epoch);
+        assert_eq!(after.offset, 1);
+        let ninth = switchboard::layer::StreamPosition {
+            epoch: first.epoch.clone(),
+            offset: 9,
+        };
+        assert!(matches!(
+            layer.recover("chat_busy", &ninth).await.unwrap(),
+            Recovery::NotRecovered { .. }
+        ));
+        // A group that keeps no stream.
+        let sent = layer.group_send("plain", event(1)).await.unwrap();
+        assert_eq!(sent.position, None);
+        assert_eq!(
+            layer.recover("plain", &first).await.unwrap(),
+            Recovery::NotRecovered { position: None }
+        );
+    }
 }

@@ -45,7 +45,7 @@ pub struct InMemoryConfig {
     /// Capacities by channel-name pattern, first match first.
     capacities: super::Capacities,
     /// Groups that keep a stream: (pattern, events, age), first match first.
-    histories: Vec<(glob::Pattern, usize, Duration)>,
+    histories: super::Histories,
 }
 
 impl InMemoryConfig {
@@ -95,19 +95,13 @@ impl InMemoryConfig {
     /// If `pattern` is not a valid glob, or `events` is 0.
     #[track_caller]
     pub fn group_history(mut self, pattern: &str, events: usize, age: Duration) -> Self {
-        assert!(events > 0, "a group stream keeps at least one event");
-        let pattern = glob::Pattern::new(pattern)
-            .unwrap_or_else(|error| panic!("invalid group pattern {pattern:?}: {error}"));
-        self.histories.push((pattern, events, age));
+        self.histories.add(pattern, events, age);
         self
     }
 
     /// The stream bounds of `group`: (events, age), if it keeps a stream.
     pub(crate) fn history_of(&self, group: &str) -> Option<(usize, Duration)> {
-        self.histories
-            .iter()
-            .find(|(pattern, _, _)| pattern.matches(group))
-            .map(|(_, events, age)| (*events, *age))
+        self.histories.of(group)
     }
 
     /// The capacity of the channel named `channel`: the first matching
@@ -142,7 +136,7 @@ impl Default for InMemoryConfig {
             expiry: Duration::from_secs(60),
             group_expiry: Duration::from_secs(86_400),
             capacities: super::Capacities::default(),
-            histories: Vec::new(),
+            histories: super::Histories::default(),
         }
     }
 }

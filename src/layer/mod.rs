@@ -44,9 +44,9 @@
 //! | a channel nobody uses any more | deleted when empty | its key expires | deleted when empty, no reader waits and it is in no group | the same here; its Redis list expires a minute after its last message would have |
 //! | `receive` on a name the layer cannot serve | waits | raises (wrong client prefix) | fails at once ([`LayerError::ForeignChannel`]) | fails at once |
 //!
-//! | recovery of what a reconnecting client missed | — | — | for groups that keep a stream ([`InMemoryConfig::group_history`], [`ChannelLayer::recover`]) | not yet: never recovers |
+//! | recovery of what a reconnecting client missed | — | — | for groups that keep a stream ([`InMemoryConfig::group_history`], [`ChannelLayer::recover`]); lost with the process (a new epoch) | for groups that keep a stream (a Redis stream per group, `RedisConfig::group_history`), from any process; lost with Redis' data (a new epoch) |
 //!
-//! Not yet (issue 12): recovery on Redis (streams there), and Redis Cluster.
+//! Not yet (issue 12): Redis Cluster.
 //!
 //! # Users as addresses
 //!
@@ -122,7 +122,7 @@ pub(crate) use queue::ChannelQueue;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisChannelLayer, RedisConfig};
-pub(crate) use stream::GroupStream;
+pub(crate) use stream::{GroupStream, Histories};
 pub use stream::{Recovery, StreamPosition};
 
 /// A channel layer: named channels (point to point) and groups (broadcast).

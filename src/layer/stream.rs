@@ -43,6 +43,34 @@ pub enum Recovery {
     },
 }
 
+/// Which groups keep a stream, by group-name pattern (first match first): shared by the layers'
+/// configurations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Histories(Vec<(glob::Pattern, usize, Duration)>);
+
+impl Histories {
+    /// Adds `pattern` → keep `events` events for `age`.
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is not a valid glob, or `events` is 0.
+    #[track_caller]
+    pub(crate) fn add(&mut self, pattern: &str, events: usize, age: Duration) {
+        assert!(events > 0, "a group stream keeps at least one event");
+        let pattern = glob::Pattern::new(pattern)
+            .unwrap_or_else(|error| panic!("invalid group pattern {pattern:?}: {error}"));
+        self.0.push((pattern, events, age));
+    }
+
+    /// The stream bounds of `group`: (events, age), if it keeps a stream.
+    pub(crate) fn of(&self, group: &str) -> Option<(usize, Duration)> {
+        self.0
+            .iter()
+            .find(|(pattern, _, _)| pattern.matches(group))
+            .map(|(_, events, age)| (*events, *age))
+    }
+}
+
 /// One group's stream in memory: bounded by count and by age.
 pub(crate) struct GroupStream {
     epoch: String,

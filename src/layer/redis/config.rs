@@ -46,6 +46,8 @@ pub struct RedisConfig {
     pub unsubscribe_interval: Duration,
     /// Capacities by channel-name pattern, first match first.
     pub(super) capacities: crate::layer::Capacities,
+    /// Groups that keep a stream, by name pattern.
+    pub(super) histories: crate::layer::Histories,
 }
 
 impl RedisConfig {
@@ -62,6 +64,7 @@ impl RedisConfig {
             process_ttl: Duration::from_secs(30),
             unsubscribe_interval: Duration::from_secs(30),
             capacities: crate::layer::Capacities::default(),
+            histories: crate::layer::Histories::default(),
         }
     }
 
@@ -77,6 +80,22 @@ impl RedisConfig {
     #[track_caller]
     pub fn channel_capacity(mut self, pattern: &str, messages: usize) -> Self {
         self.capacities.add(pattern, messages);
+        self
+    }
+
+    /// Makes groups whose name matches `pattern` keep a stream in Redis of their last `events`
+    /// events, for `age` at most, as
+    /// [`InMemoryConfig::group_history`](crate::layer::InMemoryConfig::group_history): a Redis
+    /// stream per group (`<prefix>:s:<group>`, exact `MAXLEN`), an epoch and an offset counter
+    /// beside it, all three expiring after `age` without events (then a new epoch begins, as
+    /// after a `FLUSHALL`).
+    ///
+    /// # Panics
+    ///
+    /// If `pattern` is not a valid glob, or `events` is 0.
+    #[track_caller]
+    pub fn group_history(mut self, pattern: &str, events: usize, age: Duration) -> Self {
+        self.histories.add(pattern, events, age);
         self
     }
 

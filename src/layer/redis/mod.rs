@@ -28,7 +28,7 @@ use wire::{decode, encode};
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, BackendError, ChannelLayer,
     ChannelReceiver, Event, GroupSent, InMemoryChannelLayer, InMemoryConfig, LayerError,
-    LayerStats, Presence, PRESENCE_JOIN, PRESENCE_LEAVE,
+    LayerStats, Presence, Recovery, StreamPosition, PRESENCE_JOIN, PRESENCE_LEAVE,
 };
 
 /// A Redis request that can be sent again: a command, a pipeline or a script invocation.
@@ -411,7 +411,19 @@ impl Shared {
             return;
         }
         let event = match Event::from_json(message.json) {
-            Ok(event) => event,
+            // A group event from a stream carries its position as `@epoch:offset`.
+            Ok(event) => match message
+                .target
+                .strip_prefix('@')
+                .and_then(|at| at.rsplit_once(':'))
+                .and_then(|(epoch, offset)| Some((epoch, offset.parse().ok()?)))
+            {
+                Some((epoch, offset)) => event.with_position(StreamPosition {
+                    epoch: epoch.to_owned(),
+                    offset,
+                }),
+                None => event,
+            },
             Err(error) => {
                 tracing::warn!(target: "switchboard::layer", channel = redis_channel, %error, "bad event from Redis: dropped");
                 return;
@@ -498,12 +510,23 @@ impl Shared {
         }
     }
 
-    async fn publish_group(&self, group: &str, event: &Event) -> Result<GroupSent, LayerError> {
+    /// Sends `event` to `group` through Redis; with `stream`, a group that keeps a stream gets
+    /// it appended there too (presence events are not).
+    async fn publish_group(
+        &self,
+        group: &str,
+        event: &Event,
+        stream: bool,
+    ) -> Result<GroupSent, LayerError> {
         let redis_channel = self.key("g", group);
         let number = self.next_number(&redis_channel);
         let payload = encode(&self.process, number, "", event.json());
+        let history = stream.then(|| self.config.histories.of(group)).flatten();
         let mut invocation = self.scripts.group_send.key(self.key("gn", group));
         invocation
+            .key(self.key("s", group))
+            .key(self.key("se", group))
+            .key(self.key("so", group))
             .arg(&redis_channel)
             .arg(payload)
             .arg(now_ms())
@@ -511,9 +534,20 @@ impl Shared {
             .arg(millis(self.config.expiry))
             .arg(event.json())
             .arg(&self.config.prefix)
-            .arg(&*self.process);
-        let (reached, queued, full, expired, lapsed): (u64, u64, u64, u64, u64) =
-            self.run(&invocation).await?;
+            .arg(&*self.process)
+            .arg(history.map_or(String::new(), |(events, _)| events.to_string()))
+            .arg(history.map_or(0, |(_, age)| millis(age)))
+            .arg(format!("{:016x}", rand::random::<u64>()))
+            .arg(format!("{} {number} ", self.process));
+        let (reached, queued, full, expired, lapsed, epoch, offset): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            String,
+            u64,
+        ) = self.run(&invocation).await?;
         let c = &self.counters;
         c.queued.fetch_add(queued, Ordering::Relaxed);
         c.expired.fetch_add(expired, Ordering::Relaxed);
@@ -526,7 +560,7 @@ impl Shared {
             queued: queued as usize,
             skipped_full: full as usize,
             processes: reached as usize,
-            position: None,
+            position: (!epoch.is_empty()).then_some(StreamPosition { epoch, offset }),
         })
     }
 
@@ -549,7 +583,7 @@ impl Shared {
                 channel: channel.to_owned(),
                 meta: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
             };
-            self.publish_group(group, &left.event(PRESENCE_LEAVE))
+            self.publish_group(group, &left.event(PRESENCE_LEAVE), false)
                 .await?;
         }
         Ok(())
@@ -842,7 +876,69 @@ impl ChannelLayer for RedisChannelLayer {
 
     async fn group_send(&self, group: &str, event: Event) -> Result<GroupSent, LayerError> {
         validate_group_name(group)?;
-        self.shared.publish_group(group, &event).await
+        self.shared.publish_group(group, &event, true).await
+    }
+
+    async fn recover(&self, group: &str, since: &StreamPosition) -> Result<Recovery, LayerError> {
+        validate_group_name(group)?;
+        let shared = &self.shared;
+        let Some((_, age)) = shared.config.histories.of(group) else {
+            return Ok(Recovery::NotRecovered { position: None });
+        };
+        let mut read = redis::pipe();
+        read.get(shared.key("se", group))
+            .get(shared.key("so", group))
+            .cmd("XRANGE")
+            .arg(shared.key("s", group))
+            .arg(format!("{}-0", since.offset.saturating_add(1)))
+            .arg("+");
+        type Entries = Vec<(String, Vec<String>)>;
+        let (epoch, offset, entries): (Option<String>, Option<u64>, Entries) =
+            shared.run(&read).await?;
+        let (Some(epoch), Some(offset)) = (epoch, offset) else {
+            return Ok(Recovery::NotRecovered { position: None });
+        };
+        let position = StreamPosition { epoch, offset };
+        if position.epoch != since.epoch || since.offset > offset {
+            return Ok(Recovery::NotRecovered {
+                position: Some(position),
+            });
+        }
+        let oldest = now_ms().saturating_sub(millis(age));
+        let mut events = Vec::with_capacity(entries.len());
+        for (expected, (id, fields)) in (since.offset + 1..).zip(&entries) {
+            let at_offset = id.split('-').next().and_then(|o| o.parse::<u64>().ok());
+            let mut time = None;
+            let mut json = None;
+            for pair in fields.chunks(2) {
+                match pair {
+                    [name, value] if name == "t" => time = value.parse::<u64>().ok(),
+                    [name, value] if name == "e" => json = Some(value),
+                    _ => {}
+                }
+            }
+            let event = json.and_then(|json| Event::from_json(json.as_str()).ok());
+            match (at_offset, time, event) {
+                (Some(at), Some(time), Some(event)) if at == expected && time > oldest => {
+                    events.push(event.with_position(StreamPosition {
+                        epoch: position.epoch.clone(),
+                        offset: at,
+                    }));
+                }
+                // Trimmed (a gap), too old, or unreadable: not all of what was missed is here.
+                _ => {
+                    return Ok(Recovery::NotRecovered {
+                        position: Some(position),
+                    })
+                }
+            }
+        }
+        if since.offset + events.len() as u64 != offset {
+            return Ok(Recovery::NotRecovered {
+                position: Some(position),
+            });
+        }
+        Ok(Recovery::Recovered { events, position })
     }
 
     async fn presence_add(
@@ -879,7 +975,7 @@ impl ChannelLayer for RedisChannelLayer {
             meta,
         };
         shared
-            .publish_group(group, &joined.event(PRESENCE_JOIN))
+            .publish_group(group, &joined.event(PRESENCE_JOIN), false)
             .await?;
         Ok(())
     }

@@ -1,7 +1,9 @@
 //! The wire format of messages between processes: a one-line header, then the event's JSON.
 
 /// `<publisher> <number> <target>\n<json>`: the header says who sent it, its number on this
-/// Redis channel (0: not numbered) and, for a process's channel, which local channel it is for.
+/// Redis channel (0: not numbered) and, for a process's channel, which local channel it is for;
+/// for a group that keeps a stream, the target is the event's position, `@<epoch>:<offset>`
+/// (written by the group_send script).
 pub(super) fn encode(publisher: &str, number: u64, target: &str, json: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(publisher.len() + target.len() + json.len() + 24);
     out.extend_from_slice(publisher.as_bytes());
