@@ -29,7 +29,11 @@ enum Backend {
 impl Backend {
     async fn memory() -> Self {
         Self::Memory(InMemoryChannelLayer::with_config(
-            InMemoryConfig::default().capacity(5),
+            InMemoryConfig::default().capacity(5).group_history(
+                "stream.*",
+                5,
+                std::time::Duration::from_secs(300),
+            ),
         ))
     }
 
@@ -50,7 +54,8 @@ impl LayerFactory for Backend {
                 RedisChannelLayer::connect(
                     RedisConfig::new(server.url())
                         .prefix(prefix.clone())
-                        .capacity(5),
+                        .capacity(5)
+                        .group_history("stream.*", 5, std::time::Duration::from_secs(300)),
                 )
                 .await
                 .expect("connects to the test's redis-server"),
@@ -96,10 +101,11 @@ conformance!(
     presence_is_shared_by_every_process => PresenceIsSharedByEveryProcess,
     flush_empties_channels_and_groups => FlushEmptiesChannelsAndGroups,
     receiving_from_another_process_channel_fails_at_once => ReceivingFromAnotherProcessChannelFailsAtOnce,
+    a_stream_gives_back_what_was_missed => AStreamGivesBackWhatWasMissed,
 );
 
 /// Every case of the public suite runs here (a case added to `Case::ALL` but not above fails).
 #[test]
 fn every_case_runs_on_both_layers() {
-    assert_eq!(Case::ALL.len(), 11);
+    assert_eq!(Case::ALL.len(), 12);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use switchboard::async_trait;
 use switchboard::layer::{
     ChannelLayer, ChannelReceiver, Event, GroupSent, InMemoryChannelLayer, InMemoryConfig,
-    LayerError, LayerHandle, LayerStats, Presence,
+    LayerError, LayerHandle, LayerStats, Presence, Recovery, StreamPosition,
 };
 use switchboard::testing::conformance::{self, Case, LayerFactory};
 
@@ -76,11 +76,16 @@ impl ChannelLayer for Counting {
     fn stats(&self) -> LayerStats {
         self.inner.stats()
     }
+    async fn recover(&self, group: &str, since: &StreamPosition) -> Result<Recovery, LayerError> {
+        self.count();
+        self.inner.recover(group, since).await
+    }
 }
 
 struct Factory {
     layer: InMemoryChannelLayer,
     operations: Arc<AtomicU64>,
+    streams: bool,
 }
 
 #[async_trait]
@@ -94,14 +99,24 @@ impl LayerFactory for Factory {
     fn separate_processes(&self) -> bool {
         false
     }
+    fn keeps_streams(&self) -> bool {
+        self.streams
+    }
 }
 
 #[tokio::test]
 async fn a_layer_of_another_crate_passes_the_public_suite() {
     for case in Case::ALL {
         let factory = Factory {
-            layer: InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(5)),
+            layer: InMemoryChannelLayer::with_config(
+                InMemoryConfig::default().capacity(5).group_history(
+                    "stream.*",
+                    5,
+                    Duration::from_secs(300),
+                ),
+            ),
             operations: Arc::default(),
+            streams: true,
         };
         conformance::run(*case, &factory).await;
         assert!(
@@ -110,6 +125,17 @@ async fn a_layer_of_another_crate_passes_the_public_suite() {
             case.name()
         );
     }
+}
+
+/// A layer that keeps no streams says so, and the suite checks that it never claims a recovery.
+#[tokio::test]
+async fn a_layer_without_streams_passes_the_stream_case_by_never_recovering() {
+    let factory = Factory {
+        layer: InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(5)),
+        operations: Arc::default(),
+        streams: false,
+    };
+    conformance::run(Case::AStreamGivesBackWhatWasMissed, &factory).await;
 }
 
 #[tokio::test]

@@ -24,7 +24,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! for case in Case::ALL {
-//!     let fresh = Memory(InMemoryChannelLayer::with_config(InMemoryConfig::default().capacity(5)));
+//!     let config = InMemoryConfig::default()
+//!         .capacity(5)
+//!         .group_history("stream.*", 5, std::time::Duration::from_secs(300));
+//!     let fresh = Memory(InMemoryChannelLayer::with_config(config));
 //!     conformance::run(*case, &fresh).await; // panics, naming what broke, on a failure
 //! }
 //! # }
@@ -33,8 +36,9 @@
 //! The contract the cases check is the layer module's "Semantics" section: delivery between
 //! processes, one order per group for all members, members added by another process, capacity 5
 //! with `ChannelFull` and counted group skips, named channels handing each message to one reader
-//! and bounded, name checks, shared presence with join/leave events, `flush`, and `receive` on a
-//! channel the layer cannot serve failing at once.
+//! and bounded, name checks, shared presence with join/leave events, `flush`, `receive` on a
+//! channel the layer cannot serve failing at once, and a group stream giving back what a client
+//! missed (or, for a layer that keeps none, never claiming to).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -53,8 +57,18 @@ const WAIT: Duration = Duration::from_secs(10);
 #[async_trait]
 pub trait LayerFactory: Send + Sync {
     /// A layer for one more process on the backend, with a capacity of 5 messages per channel
-    /// (the cases fill channels to 5).
+    /// (the cases fill channels to 5) and, unless [`keeps_streams`](Self::keeps_streams) says
+    /// otherwise, a stream of 5 events for groups whose name starts with `stream.` (the
+    /// `group_history("stream.*", 5, ..)` of switchboard's layers, with an age of a minute or
+    /// more).
     async fn process(&self) -> LayerHandle;
+
+    /// Whether the layer keeps group streams for recovery
+    /// ([`ChannelLayer::recover`]). A layer that answers
+    /// `false` is checked to never claim a recovery instead. Default `true`.
+    fn keeps_streams(&self) -> bool {
+        true
+    }
 
     /// Whether each [`process`](Self::process) is a process of its own, with its own
     /// process-specific channel names (a networked layer), rather than the same layer again (an
@@ -90,6 +104,8 @@ pub enum Case {
     FlushEmptiesChannelsAndGroups,
     /// `receiving_from_another_process_channel_fails_at_once`.
     ReceivingFromAnotherProcessChannelFailsAtOnce,
+    /// `a_stream_gives_back_what_was_missed`.
+    AStreamGivesBackWhatWasMissed,
 }
 
 impl Case {
@@ -106,6 +122,7 @@ impl Case {
         Case::PresenceIsSharedByEveryProcess,
         Case::FlushEmptiesChannelsAndGroups,
         Case::ReceivingFromAnotherProcessChannelFailsAtOnce,
+        Case::AStreamGivesBackWhatWasMissed,
     ];
 
     /// The case's name.
@@ -130,6 +147,7 @@ impl Case {
             Case::ReceivingFromAnotherProcessChannelFailsAtOnce => {
                 "receiving_from_another_process_channel_fails_at_once"
             }
+            Case::AStreamGivesBackWhatWasMissed => "a_stream_gives_back_what_was_missed",
         }
     }
 }
@@ -174,6 +192,7 @@ pub async fn run(case: Case, factory: &dyn LayerFactory) {
         Case::ReceivingFromAnotherProcessChannelFailsAtOnce => {
             receiving_from_another_process_channel_fails_at_once(factory).await
         }
+        Case::AStreamGivesBackWhatWasMissed => a_stream_gives_back_what_was_missed(factory).await,
     }
 }
 
@@ -426,4 +445,64 @@ async fn receiving_from_another_process_channel_fails_at_once(factory: &dyn Laye
             other => panic!("receive({name}) should fail at once, got {other:?}"),
         }
     }
+}
+
+async fn a_stream_gives_back_what_was_missed(factory: &dyn LayerFactory) {
+    let (a, b) = (factory.process().await, factory.process().await);
+    let mut inbox = a.new_channel().await.unwrap();
+    a.group_add("stream.room", inbox.name()).await.unwrap();
+    let sent = b.group_send("stream.room", event(1)).await.unwrap();
+    let got = recv(&mut inbox).await;
+    assert_eq!(n_of(&got), 1);
+    if !factory.keeps_streams() {
+        assert_eq!(
+            sent.position, None,
+            "a layer without streams gives no position"
+        );
+        let since = crate::layer::StreamPosition {
+            epoch: "any".into(),
+            offset: 0,
+        };
+        assert!(
+            matches!(
+                a.recover("stream.room", &since).await.unwrap(),
+                crate::layer::Recovery::NotRecovered { .. }
+            ),
+            "a layer without streams never claims a recovery"
+        );
+        return;
+    }
+    let seen = got
+        .position()
+        .cloned()
+        .expect("a streamed group's event has a position");
+    assert_eq!(
+        sent.position.as_ref(),
+        Some(&seen),
+        "sender and member agree"
+    );
+    drop(inbox);
+    for n in 2..=4 {
+        b.group_send("stream.room", event(n)).await.unwrap();
+    }
+    for layer in [&a, &b] {
+        match layer.recover("stream.room", &seen).await.unwrap() {
+            crate::layer::Recovery::Recovered { events, position } => {
+                let missed: Vec<u64> = events.iter().map(n_of).collect();
+                assert_eq!(missed, [2, 3, 4], "what was missed, once, in order");
+                assert_eq!(position.offset, seen.offset + 3);
+            }
+            other => panic!("expected a recovery, got {other:?}"),
+        }
+    }
+    for n in 5..=10 {
+        b.group_send("stream.room", event(n)).await.unwrap();
+    }
+    assert!(
+        matches!(
+            a.recover("stream.room", &seen).await.unwrap(),
+            crate::layer::Recovery::NotRecovered { position: Some(_) }
+        ),
+        "more than the stream keeps (5) is not recovered"
+    );
 }
