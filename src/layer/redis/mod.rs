@@ -536,9 +536,13 @@ impl Shared {
             .arg(&self.config.prefix)
             .arg(&*self.process)
             .arg(history.map_or(String::new(), |(events, _)| events.to_string()))
-            .arg(history.map_or(0, |(_, age)| millis(age)))
-            .arg(format!("{:016x}", rand::random::<u64>()))
-            .arg(format!("{} {number} ", self.process));
+            .arg(history.map_or(0, |(_, age)| millis(age)));
+        // Only a group that keeps a stream needs an epoch candidate and the bare header.
+        if history.is_some() {
+            invocation
+                .arg(format!("{:016x}", rand::random::<u64>()))
+                .arg(format!("{} {number} ", self.process));
+        }
         let (reached, queued, full, expired, lapsed, epoch, offset): (
             u64,
             u64,
