@@ -25,20 +25,25 @@ fn streamed(events: usize, age: Duration) -> InMemoryChannelLayer {
     )
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_client_that_comes_back_gets_exactly_what_it_missed_in_order() {
-    let layer = streamed(100, Duration::from_secs(300));
-    let mut inbox = layer.new_channel().await.unwrap();
-    layer.group_add("chat_lobby", inbox.name()).await.unwrap();
+/// A member of `chat_lobby` on `member` receives 1..=3 sent through `sender`, each with the
+/// position `group_send` reported; then it goes, and 4..=13 are sent. Returns the position of 3.
+async fn follow_then_miss_ten(
+    member: &dyn ChannelLayer,
+    sender: &dyn ChannelLayer,
+) -> StreamPosition {
+    let mut inbox = member.new_channel().await.unwrap();
+    member.group_add("chat_lobby", inbox.name()).await.unwrap();
     let mut last = None;
     for n in 1..=3 {
-        let sent = layer.group_send("chat_lobby", event(n)).await.unwrap();
-        let got = inbox.recv().await;
+        let sent = sender.group_send("chat_lobby", event(n)).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+            .await
+            .unwrap();
         assert_eq!(n_of(&got), n);
         assert_eq!(
             got.position(),
             sent.position.as_ref(),
-            "the member sees the same position"
+            "member and sender agree"
         );
         last = got.position().cloned();
     }
@@ -46,8 +51,15 @@ async fn a_client_that_comes_back_gets_exactly_what_it_missed_in_order() {
     assert_eq!(last.offset, 3);
     drop(inbox); // the connection drops; ten messages are said meanwhile
     for n in 4..=13 {
-        layer.group_send("chat_lobby", event(n)).await.unwrap();
+        sender.group_send("chat_lobby", event(n)).await.unwrap();
     }
+    last
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_comes_back_gets_exactly_what_it_missed_in_order() {
+    let layer = streamed(100, Duration::from_secs(300));
+    let last = follow_then_miss_ten(&layer, &layer).await;
     match layer.recover("chat_lobby", &last).await.unwrap() {
         Recovery::Recovered { events, position } => {
             let ns: Vec<u64> = events.iter().map(n_of).collect();
@@ -153,27 +165,7 @@ mod redis {
     async fn a_client_that_comes_back_gets_exactly_what_it_missed_across_processes() {
         let server = RedisServer::start().await;
         let (a, b) = (process(&server, 100).await, process(&server, 100).await);
-        let mut inbox = a.new_channel().await.unwrap();
-        a.group_add("chat_lobby", inbox.name()).await.unwrap();
-        let mut last = None;
-        for n in 1..=3 {
-            let sent = b.group_send("chat_lobby", event(n)).await.unwrap();
-            let got = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
-                .await
-                .unwrap();
-            assert_eq!(n_of(&got), n);
-            assert_eq!(
-                got.position(),
-                sent.position.as_ref(),
-                "positions cross processes"
-            );
-            last = got.position().cloned();
-        }
-        let last = last.unwrap();
-        drop(inbox);
-        for n in 4..=13 {
-            b.group_send("chat_lobby", event(n)).await.unwrap();
-        }
+        let last = super::follow_then_miss_ten(&a, &b).await;
         for layer in [&a, &b] {
             match layer.recover("chat_lobby", &last).await.unwrap() {
                 Recovery::Recovered { events, position } => {
