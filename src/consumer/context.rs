@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::connection::{self, Socket};
 use super::ChannelContext;
 use crate::application::{PendingHandshake, Traffic};
-use crate::layer::LayerHandle;
+use crate::layer::{ChannelLayer, Event, LayerError, LayerHandle, Recovery, StreamPosition};
 use crate::scope::Scope;
 use crate::websocket::{close_code, truncate_reason, Utf8Bytes};
 
@@ -114,6 +114,9 @@ pub struct Context {
     traffic: Arc<Traffic>,
     /// Messages buffered by `feed_*` and not yet counted as sent.
     unflushed: u64,
+    /// Stream positions [`Context::recover`] answered with: live events at or before them (same
+    /// epoch) were already given back, and are skipped.
+    recovered_through: Vec<StreamPosition>,
 }
 
 /// Frames a [`ConnectionHandle`] may queue before its sender waits.
@@ -162,7 +165,107 @@ impl Context {
             dropped_with: None,
             traffic,
             unflushed: 0,
+            recovered_through: Vec::new(),
         }
+    }
+
+    /// What `group` sent after `since` (the last position the client saw, e.g. from a query
+    /// parameter of its reconnecting handshake), as [`ChannelLayer::recover`]: the events it
+    /// missed, for the consumer to send before live ones, or [`Recovery::NotRecovered`] (reload
+    /// the client's state another way). Call it after joining the group. From then on, live
+    /// events of that stream at or before the position answered with (either way) are skipped by
+    /// this connection: they were in the recovered events or in the state the consumer reloads,
+    /// so nothing is shown twice and nothing falls between the two.
+    ///
+    /// To learn where a stream is without recovering (a first connection), pass a position of
+    /// no epoch (`StreamPosition { epoch: String::new(), offset: 0 }`): the answer is
+    /// `NotRecovered` with the stream's position, and the skip holds as above.
+    ///
+    /// ```
+    /// use switchboard::consumer::{Context, WebSocketConsumer};
+    /// use switchboard::layer::{Recovery, StreamPosition};
+    /// use switchboard::websocket::Message;
+    ///
+    /// struct Feed;
+    ///
+    /// #[switchboard::async_trait]
+    /// impl WebSocketConsumer for Feed {
+    ///     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+    ///         // `?since=<epoch>:<offset>`, as the client kept it from the last event it saw.
+    ///         let since: Option<StreamPosition> =
+    ///             ctx.scope().query_param("since").and_then(|since| since.parse().ok());
+    ///         ctx.group_add("feed").await?;
+    ///         ctx.accept().await?;
+    ///         if let Some(since) = since {
+    ///             match ctx.recover("feed", &since).await? {
+    ///                 Recovery::Recovered { events, .. } => {
+    ///                     for event in events {
+    ///                         ctx.feed_text(event.to_text_with_position()).await?;
+    ///                     }
+    ///                     ctx.flush().await?;
+    ///                 }
+    ///                 _ => ctx.send_text(r#"{"type":"reload"}"#).await?,
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> {
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn forwards_event(&self, _: &str) -> bool {
+    ///         true
+    ///     }
+    ///
+    ///     fn forwards_positions(&self) -> bool {
+    ///         true
+    ///     }
+    /// }
+    ///
+    /// let router = switchboard::routing::UrlRouter::new().route("/ws/feed/", || Feed);
+    /// # drop(router);
+    /// ```
+    ///
+    /// [`ChannelLayer::recover`]: crate::layer::ChannelLayer::recover
+    ///
+    /// # Errors
+    ///
+    /// As [`ChannelLayer::recover`].
+    pub async fn recover(
+        &mut self,
+        group: &str,
+        since: &StreamPosition,
+    ) -> Result<Recovery, LayerError> {
+        let recovery = self.channel.channel_layer().recover(group, since).await?;
+        let through = match &recovery {
+            Recovery::Recovered { position, .. } => Some(position),
+            Recovery::NotRecovered { position } => position.as_ref(),
+        };
+        if let Some(through) = through {
+            match self
+                .recovered_through
+                .iter_mut()
+                .find(|mark| mark.epoch == through.epoch)
+            {
+                Some(mark) => mark.offset = mark.offset.max(through.offset),
+                None => self.recovered_through.push(through.clone()),
+            }
+        }
+        Ok(recovery)
+    }
+
+    /// Whether `event` was already given back by [`recover`](Self::recover) (or is part of what
+    /// it answered `NotRecovered` at).
+    pub(crate) fn was_recovered(&self, event: &Event) -> bool {
+        if self.recovered_through.is_empty() {
+            return false;
+        }
+        event.position().is_some_and(|position| {
+            self.recovered_through
+                .iter()
+                .any(|mark| mark.epoch == position.epoch && position.offset <= mark.offset)
+        })
     }
 
     /// The connection's scope: path, headers, `url_route`, extensions from middleware.

@@ -132,6 +132,14 @@ pub trait WebSocketConsumer: Send + 'static {
         false
     }
 
+    /// Whether forwarded events that have a stream position go out with it added as a last
+    /// field, `"position":{"epoch":"…","offset":7}` ([`Event::to_text_with_position`]), so that
+    /// the client can keep the last one and send it back when it reconnects (see
+    /// [`Context::recover`]). Asked once per connection. Default: no.
+    fn forwards_positions(&self) -> bool {
+        false
+    }
+
     /// Runs once when the connection has ended, with the close code (see the [module
     /// docs](self)). The socket is gone; the channel layer still works (e.g. to tell a group).
     ///
@@ -216,6 +224,10 @@ pub trait JsonWebSocketConsumer: Send + 'static {
     /// that are already the message the client wants (see [`WebSocketConsumer::forwards_event`]).
     const FORWARDED_EVENTS: &'static [&'static str] = &[];
 
+    /// Whether forwarded events carry their stream position (see
+    /// [`WebSocketConsumer::forwards_positions`]). Default: no.
+    const FORWARDS_POSITIONS: bool = false;
+
     /// As [`WebSocketConsumer::connect`]. The default accepts.
     ///
     /// # Errors
@@ -292,10 +304,19 @@ impl<T: JsonWebSocketConsumer> WebSocketConsumer for T {
         T::FORWARDED_EVENTS.contains(&event_type)
     }
 
+    fn forwards_positions(&self) -> bool {
+        T::FORWARDS_POSITIONS
+    }
+
     async fn event(&mut self, ctx: &mut Context, event: Event) -> Result<()> {
         // The runner forwards these itself; a consumer wrapping this one may still call here.
         if T::FORWARDED_EVENTS.contains(&event.event_type()) {
-            ctx.send_text(event.to_text()).await?;
+            let text = if T::FORWARDS_POSITIONS {
+                event.to_text_with_position()
+            } else {
+                event.to_text()
+            };
+            ctx.send_text(text).await?;
             return Ok(());
         }
         match decode_event::<T::Event>(&event, "websocket", ctx.channel_name()) {

@@ -202,6 +202,7 @@ async fn serve<C: WebSocketConsumer>(
     let mut next_ping = last_seen + ping_every;
     let keep_alive = tokio::time::sleep_until(next_ping);
     tokio::pin!(keep_alive);
+    let forwards_positions = consumer.forwards_positions();
     let code = loop {
         let socket = match &mut ctx.phase {
             Phase::Open(socket) => socket,
@@ -292,9 +293,16 @@ async fn serve<C: WebSocketConsumer>(
                 let mut buffered = false;
                 let mut yielded = false;
                 while let Some(event) = next.take() {
-                    if consumer.forwards_event(event.event_type()) {
+                    if ctx.was_recovered(&event) {
+                        // Given back by `Context::recover` already.
+                    } else if consumer.forwards_event(event.event_type()) {
+                        let text = if forwards_positions {
+                            event.to_text_with_position()
+                        } else {
+                            event.to_text()
+                        };
                         // A failure leaves the phase `Closed`: the loop below ends.
-                        let _ = ctx.feed_text(event.to_text()).await;
+                        let _ = ctx.feed_text(text).await;
                         buffered = true;
                     } else {
                         if buffered {

@@ -79,6 +79,8 @@ struct EventInner {
     json: Utf8Bytes,
     /// Where the event stands in its group's stream, for a group that keeps one.
     position: Option<super::StreamPosition>,
+    /// The JSON with the position added, made the first time a consumer forwards it.
+    positioned_json: std::sync::OnceLock<Utf8Bytes>,
 }
 
 /// Why a value could not be made into an [`Event`], or an event into a value.
@@ -148,6 +150,7 @@ impl Event {
             event_type: event_type.into(),
             json: json.into(),
             position: None,
+            positioned_json: std::sync::OnceLock::new(),
         })))
     }
 
@@ -174,6 +177,7 @@ impl Event {
             event_type,
             json: json.into(),
             position: None,
+            positioned_json: std::sync::OnceLock::new(),
         })))
     }
 
@@ -190,6 +194,7 @@ impl Event {
             event_type: self.0.event_type.clone(),
             json: self.0.json.clone(),
             position: Some(position),
+            positioned_json: std::sync::OnceLock::new(),
         }))
     }
 
@@ -206,6 +211,55 @@ impl Event {
     /// The JSON text, shared: send it as a text frame without copying or re-encoding.
     pub fn to_text(&self) -> Utf8Bytes {
         self.0.json.clone()
+    }
+
+    /// The JSON text with the event's stream position added as a last field,
+    /// `"position":{"epoch":"…","offset":7}`, for a client that keeps it and resumes from it (see
+    /// [`ChannelLayer::recover`](super::ChannelLayer::recover)); made once per event and shared by
+    /// every member that forwards it. An event without a position gives [`to_text`](Self::to_text).
+    ///
+    /// ```
+    /// use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, InMemoryConfig};
+    /// # tokio_test_block_on(async {
+    /// let layer = InMemoryChannelLayer::with_config(
+    ///     InMemoryConfig::default().group_history("room_*", 100, std::time::Duration::from_secs(60)),
+    /// );
+    /// let mut receiver = layer.new_channel().await?;
+    /// layer.group_add("room_1", receiver.name()).await?;
+    /// layer.group_send("room_1", switchboard::layer::Event::from_json(r#"{"type":"m"}"#)?).await?;
+    /// let event = receiver.recv().await;
+    /// let epoch = &event.position().unwrap().epoch;
+    /// assert_eq!(
+    ///     event.to_text_with_position().as_str(),
+    ///     format!(r#"{{"type":"m","position":{{"epoch":"{epoch}","offset":1}}}}"#),
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub fn to_text_with_position(&self) -> Utf8Bytes {
+        let Some(position) = &self.0.position else {
+            return self.to_text();
+        };
+        self.0
+            .positioned_json
+            .get_or_init(|| {
+                let json = self.json().trim_end();
+                // An event's JSON is an object (checked when it was made): drop its `}`.
+                let body = json.strip_suffix('}').unwrap_or(json);
+                let epoch = serde_json::to_string(&position.epoch).unwrap_or_default();
+                let mut text = String::with_capacity(json.len() + epoch.len() + 40);
+                text.push_str(body);
+                text.push_str(",\"position\":{\"epoch\":");
+                text.push_str(&epoch);
+                text.push_str(",\"offset\":");
+                text.push_str(&position.offset.to_string());
+                text.push_str("}}");
+                text.into()
+            })
+            .clone()
     }
 
     /// Parses the event into `T` (usually a `#[serde(tag = "type")]` enum).

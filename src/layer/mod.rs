@@ -123,7 +123,7 @@ pub(crate) use queue::ChannelQueue;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisChannelLayer, RedisConfig};
 pub(crate) use stream::{GroupStream, Histories};
-pub use stream::{Recovery, StreamPosition};
+pub use stream::{InvalidStreamPosition, Recovery, StreamPosition};
 
 /// A channel layer: named channels (point to point) and groups (broadcast).
 ///

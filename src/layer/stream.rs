@@ -22,6 +22,41 @@ pub struct StreamPosition {
     pub offset: u64,
 }
 
+/// `<epoch>:<offset>`, the form a client can keep and send back (e.g. as a query parameter).
+impl std::fmt::Display for StreamPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.offset)
+    }
+}
+
+/// A [`StreamPosition`] that did not parse from `<epoch>:<offset>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a stream position is `<epoch>:<offset>` with a decimal offset")]
+pub struct InvalidStreamPosition;
+
+/// Parses `<epoch>:<offset>` (as [`Display`](std::fmt::Display) writes it; the offset is what
+/// follows the last `:`).
+///
+/// ```
+/// use switchboard::layer::StreamPosition;
+/// let position: StreamPosition = "5f2a:17".parse()?;
+/// assert_eq!(position, StreamPosition { epoch: "5f2a".into(), offset: 17 });
+/// assert_eq!(position.to_string(), "5f2a:17");
+/// assert!("17".parse::<StreamPosition>().is_err());
+/// # Ok::<(), switchboard::layer::InvalidStreamPosition>(())
+/// ```
+impl std::str::FromStr for StreamPosition {
+    type Err = InvalidStreamPosition;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (epoch, offset) = text.rsplit_once(':').ok_or(InvalidStreamPosition)?;
+        Ok(Self {
+            epoch: epoch.to_owned(),
+            offset: offset.parse().map_err(|_| InvalidStreamPosition)?,
+        })
+    }
+}
+
 /// What [`ChannelLayer::recover`](super::ChannelLayer::recover) could give back.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
