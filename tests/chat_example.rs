@@ -15,7 +15,7 @@ use common::{
 };
 use futures_util::SinkExt;
 use serde_json::{json, Value};
-use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer, RedisConfig};
+use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::close_code;
 use switchboard::ServerConfig;
@@ -30,7 +30,8 @@ async fn chat_server_on(layer: impl ChannelLayer, history: chat::History) -> Tes
 }
 
 async fn chat_server_with(history: chat::History) -> TestServer {
-    chat_server_on(InMemoryChannelLayer::new(), history).await
+    let layer = InMemoryChannelLayer::with_config(chat::memory_layer_config(1000));
+    chat_server_on(layer, history).await
 }
 
 async fn chat_server() -> TestServer {
@@ -39,14 +40,29 @@ async fn chat_server() -> TestServer {
 
 /// Joins `room` as `name` and reads up to the first presence list (after any history).
 async fn join(server: &TestServer, room: &str, name: &str) -> (Client, Vec<Value>, Vec<String>) {
+    let (client, history, online, _) = rejoin(server, room, name, None).await;
+    (client, history, online)
+}
+
+/// Joins `room` as `name`, coming back from `since` if given; reads the history (or what was
+/// recovered), the recovery message, and the first presence list.
+async fn rejoin(
+    server: &TestServer,
+    room: &str,
+    name: &str,
+    since: Option<&str>,
+) -> (Client, Vec<Value>, Vec<String>, Value) {
+    let since = since.map_or(String::new(), |since| format!("&since={since}"));
     let mut client = server
-        .connect_from(&format!("/ws/chat/{room}/?name={name}"), ORIGIN)
+        .connect_from(&format!("/ws/chat/{room}/?name={name}{since}"), ORIGIN)
         .await;
     let mut history = Vec::new();
+    let mut recovery = Value::Null;
     loop {
         let got = recv_json(&mut client).await;
         match got["type"].as_str() {
             Some("message") => history.push(got),
+            Some("recovery") => recovery = got,
             Some("presence") => {
                 let mut online: Vec<String> = got["online"]
                     .as_array()
@@ -55,7 +71,11 @@ async fn join(server: &TestServer, room: &str, name: &str) -> (Client, Vec<Value
                     .map(|m| m["name"].as_str().unwrap().to_owned())
                     .collect();
                 online.sort();
-                return (client, history, online);
+                assert_eq!(
+                    recovery["type"], "recovery",
+                    "a recovery message before presence"
+                );
+                return (client, history, online, recovery);
             }
             _ => panic!("unexpected before the presence list: {got}"),
         }
@@ -436,7 +456,7 @@ async fn chat_server_on_redis(url: &str) -> TestServer {
         .share_through(url)
         .await
         .unwrap();
-    let layer = RedisChannelLayer::connect(RedisConfig::new(url).capacity(1000))
+    let layer = RedisChannelLayer::connect(chat::redis_layer_config(url, 1000))
         .await
         .unwrap();
     chat_server_on(layer, history).await
@@ -631,4 +651,78 @@ async fn a_private_message_crosses_processes_through_redis() {
     })
     .await;
     assert_eq!(error["error"], "bob is not online");
+}
+
+/// `ada` joins the lobby on `server`, sees two of `bob`'s messages and goes; `bob` says ten more.
+/// Returns where she was (`<epoch>:<offset>` of the last message she saw).
+async fn ada_misses_ten(server: &TestServer, bob: &mut Client) -> String {
+    let (mut ada, ..) = join(server, "lobby", "ada").await;
+    let mut since = String::new();
+    for n in 1..=2 {
+        send_json(bob, &json!({ "message": format!("seen {n}") })).await;
+        assert_eq!(next_message(bob).await["message"], format!("seen {n}"));
+        let got = next_message(&mut ada).await;
+        assert_eq!(got["message"], format!("seen {n}"));
+        let position = &got["position"];
+        since = format!(
+            "{}:{}",
+            position["epoch"].as_str().unwrap(),
+            position["offset"]
+        );
+    }
+    drop(ada);
+    for n in 1..=10 {
+        send_json(bob, &json!({ "message": format!("missed {n}") })).await;
+        assert_eq!(next_message(bob).await["message"], format!("missed {n}"));
+    }
+    since
+}
+
+/// `ada` comes back on `server` from `since`: exactly the ten she missed, in order, no history,
+/// then live messages.
+async fn ada_comes_back(server: &TestServer, since: &str, bob: &mut Client) {
+    let (mut ada, missed, _, recovery) = rejoin(server, "lobby", "ada", Some(since)).await;
+    let texts: Vec<&str> = missed
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (1..=10).map(|n| format!("missed {n}")).collect();
+    assert_eq!(texts, want, "exactly what was missed, in order");
+    assert!(missed.iter().all(|m| m.get("history").is_none()));
+    assert_eq!(
+        (
+            &recovery["asked"],
+            &recovery["recovered"],
+            &recovery["missed"]
+        ),
+        (&json!(true), &json!(true), &json!(10))
+    );
+    send_json(bob, &json!({ "message": "live again" })).await;
+    let live = next_message(&mut ada).await;
+    assert_eq!(live["message"], "live again", "nothing twice before it");
+}
+
+#[tokio::test]
+async fn a_page_that_comes_back_gets_exactly_what_it_missed() {
+    let server = chat_server().await;
+    let (mut bob, ..) = join(&server, "lobby", "bob").await;
+    let since = ada_misses_ten(&server, &mut bob).await;
+    ada_comes_back(&server, &since, &mut bob).await;
+    // A position the room's stream cannot serve (another epoch): the history instead.
+    let (_, history, _, recovery) = rejoin(&server, "lobby", "ada", Some("gone:3")).await;
+    assert_eq!(recovery["recovered"], false);
+    assert_eq!(history.len(), 13);
+    assert!(history.iter().all(|m| m["history"] == true));
+}
+
+#[tokio::test]
+async fn a_page_whose_process_restarted_recovers_from_redis() {
+    let redis = RedisServer::start().await;
+    let one = chat_server_on_redis(&redis.url()).await;
+    let (mut bob, ..) = join(&one, "lobby", "bob").await;
+    let two = chat_server_on_redis(&redis.url()).await;
+    let since = ada_misses_ten(&two, &mut bob).await;
+    two.shutdown().await;
+    let two_again = chat_server_on_redis(&redis.url()).await;
+    ada_comes_back(&two_again, &since, &mut bob).await;
 }

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use switchboard::application::WebSocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
-use switchboard::layer::user_group;
+use switchboard::layer::{user_group, Recovery, StreamPosition};
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
 };
@@ -73,6 +73,22 @@ struct HistoryOut<'a> {
     history: bool,
 }
 
+/// How the page was caught up on joining: `{"type": "recovery", "asked": true, "recovered":
+/// true, "missed": 10, "position": "<epoch>:<offset>"}`. `asked`: the page gave `?since=`;
+/// `recovered`: what it missed came exactly (`missed` messages), otherwise the recent history
+/// came instead; `position`: where the room's stream is (absent while it has none), for the
+/// page to send back if no message comes before it reconnects.
+#[derive(Serialize)]
+struct RecoveryOut {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    asked: bool,
+    recovered: bool,
+    missed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<String>,
+}
+
 /// One entry of the online list sent on joining.
 #[derive(Serialize)]
 struct Online {
@@ -135,6 +151,9 @@ impl JsonWebSocketConsumer for ChatConsumer {
     type Event = serde::de::IgnoredAny;
     const FORWARDED_EVENTS: &'static [&'static str] =
         &["message", "presence.join", "presence.leave"];
+    /// Room messages go out with their stream position, which the page sends back as `?since=`
+    /// when it reconnects.
+    const FORWARDS_POSITIONS: bool = true;
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         let room = ctx
@@ -169,15 +188,49 @@ impl JsonWebSocketConsumer for ChatConsumer {
             })
             .collect();
         ctx.accept().await?;
-        // The history and the online list go out together, in one write.
-        for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
-            let out = HistoryOut {
-                kind: "message",
-                stored: &stored,
-                history: true,
-            };
-            ctx.feed_json(&out).await?;
-        }
+        // A page that comes back says where it was (`?since=<epoch>:<offset>`, the position of
+        // the last message it saw) and gets what it missed; a new page (or one whose messages
+        // the room's stream no longer holds) gets the recent history. Either way, live
+        // messages up to the position recovered at are not sent again.
+        let since: Option<StreamPosition> = ctx
+            .scope()
+            .query_param("since")
+            .and_then(|since| since.parse().ok());
+        let asked = since.is_some();
+        let since = since.unwrap_or(StreamPosition {
+            epoch: String::new(),
+            offset: 0,
+        });
+        // What was missed (or the history), the stream's position and the online list go out
+        // together, in one write.
+        let recovery = ctx.recover(&self.group, &since).await?;
+        let position = recovery.position().map(ToString::to_string);
+        let mut missed = 0;
+        let recovered = if let Recovery::Recovered { events, .. } = recovery {
+            for event in events.iter().filter(|e| e.event_type() == "message") {
+                ctx.feed_text(event.to_text_with_position()).await?;
+                missed += 1;
+            }
+            true
+        } else {
+            for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
+                let out = HistoryOut {
+                    kind: "message",
+                    stored: &stored,
+                    history: true,
+                };
+                ctx.feed_json(&out).await?;
+            }
+            false
+        };
+        ctx.feed_json(&RecoveryOut {
+            kind: "recovery",
+            asked,
+            recovered,
+            missed,
+            position,
+        })
+        .await?;
         ctx.feed_json(&serde_json::json!({ "type": "presence", "online": online }))
             .await?;
         ctx.flush().await?;

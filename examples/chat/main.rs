@@ -15,6 +15,13 @@
 //! comes and goes arrives as `{"type": "presence.join" | "presence.leave", "channel": "...",
 //! "meta": {"name": "bob"}}`. Malformed input gets `{"error": "..."}` and the connection carries on.
 //!
+//! Room messages carry `"position": {"epoch": "...", "offset": 7}`, their place in the room's
+//! stream. A page that comes back (a network blip, a restarted process with `--redis`) connects
+//! with `?since=<epoch>:<offset>` of the last one it saw and gets exactly the messages it missed
+//! instead of the history; before the presence list comes `{"type": "recovery", "asked": true,
+//! "recovered": true, "missed": 10, "position": "<epoch>:<offset>"}` (`recovered: false`: the
+//! stream no longer held them all, and the history came instead).
+//!
 //! The room's events go to browsers as they are (`FORWARDED_EVENTS`): a message is encoded once,
 //! whatever the size of the room.
 
@@ -38,6 +45,25 @@ pub(crate) use pages::application;
 
 /// Messages sent to a client when it joins a room.
 pub(crate) const HISTORY_ON_JOIN: usize = 50;
+/// Each room's last messages kept in its stream for pages that come back (`?since=`), and for how
+/// long: a page away for longer, or for more, gets the recent history instead.
+pub(crate) const RECOVERABLE_MESSAGES: usize = 500;
+pub(crate) const RECOVERABLE_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// The in-memory layer as the chat configures it: `capacity` per connection, and a stream per
+/// room for recovery.
+pub(crate) fn memory_layer_config(capacity: usize) -> InMemoryConfig {
+    InMemoryConfig::default()
+        .capacity(capacity.max(1))
+        .group_history("chat_*", RECOVERABLE_MESSAGES, RECOVERABLE_FOR)
+}
+
+/// The Redis layer as the chat configures it (see [`memory_layer_config`]).
+pub(crate) fn redis_layer_config(url: &str, capacity: usize) -> RedisConfig {
+    RedisConfig::new(url)
+        .capacity(capacity.max(1))
+        .group_history("chat_*", RECOVERABLE_MESSAGES, RECOVERABLE_FOR)
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "switchboard's chat example")]
@@ -102,14 +128,13 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .share_through(url)
                 .await
                 .map_err(|e| e as Box<dyn std::error::Error>)?;
-            let config = RedisConfig::new(url.as_str())
-                .capacity(args.capacity.max(1))
+            let config = redis_layer_config(url, args.capacity)
                 .process_ttl(Duration::from_secs_f64(args.process_ttl.max(0.1)));
             LayerHandle::new(RedisChannelLayer::connect(config).await?)
         }
-        None => LayerHandle::new(InMemoryChannelLayer::with_config(
-            InMemoryConfig::default().capacity(args.capacity.max(1)),
-        )),
+        None => LayerHandle::new(InMemoryChannelLayer::with_config(memory_layer_config(
+            args.capacity,
+        ))),
     };
     let mut hosts = args.allowed_hosts;
     hosts.extend([

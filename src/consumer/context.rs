@@ -238,11 +238,7 @@ impl Context {
         since: &StreamPosition,
     ) -> Result<Recovery, LayerError> {
         let recovery = self.channel.channel_layer().recover(group, since).await?;
-        let through = match &recovery {
-            Recovery::Recovered { position, .. } => Some(position),
-            Recovery::NotRecovered { position } => position.as_ref(),
-        };
-        if let Some(through) = through {
+        if let Some(through) = recovery.position() {
             match self
                 .recovered_through
                 .iter_mut()

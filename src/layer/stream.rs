@@ -78,6 +78,17 @@ pub enum Recovery {
     },
 }
 
+impl Recovery {
+    /// Where the stream is now (after the recovered events): what a client resumes from next
+    /// time; `None` when the group keeps no stream or has had no event yet.
+    pub fn position(&self) -> Option<&StreamPosition> {
+        match self {
+            Self::Recovered { position, .. } => Some(position),
+            Self::NotRecovered { position } => position.as_ref(),
+        }
+    }
+}
+
 /// Which groups keep a stream, by group-name pattern (first match first): shared by the layers'
 /// configurations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -4,8 +4,9 @@
 //   CHAT_BIN=target/debug/examples/chat NODE_PATH=<dir>/node_modules node --test tests/browser/
 //
 // Two pages chat in one room, the presence list follows a page that closes, a private message
-// reaches only its recipient's tabs and the sender's, a late joiner gets the history, and the
-// pages reconnect by themselves after the server restarts.
+// reaches only its recipient's tabs and the sender's, a late joiner gets the history, the pages
+// reconnect by themselves after the server restarts, and a page that was offline gets exactly
+// what it missed, once and in order, without reloading.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -127,4 +128,38 @@ test('a late joiner gets the history; pages reconnect after a restart without du
   assert.equal(await cat.locator('#log li:has-text("hello back")').count(), 1);
   await cat.screenshot({ path: path.join(os.tmpdir(), 'switchboard-chat.png') });
   await cat.close();
+});
+
+test('a page offline for ten messages shows all ten, once and in order, without reloading', async () => {
+  const ada = await openRoom(browser, address, 'blip', 'ada');
+  const bob = await openRoom(browser, address, 'blip', 'bob');
+  await waitOnline(ada, ['ada', 'bob']);
+  await say(bob, 'before the blip');
+  await ada.waitForSelector('#log li:has-text("before the blip")', { timeout: WAIT });
+  await ada.evaluate(() => { window.sameDocument = true; });
+
+  // The network goes: new connections fail; the open socket is cut as a dropped network would.
+  await ada.context().setOffline(true);
+  await ada.evaluate(() => socket.close(4000, 'network gone'));
+  await ada.waitForSelector('#status.closed', { timeout: WAIT });
+  await waitOnline(bob, ['bob']);
+  for (let n = 1; n <= 10; n++) {
+    await say(bob, `missed ${n}`);
+    await bob.waitForSelector(`#log li:has-text("missed ${n}")`, { timeout: WAIT });
+  }
+  assert.equal(await ada.locator('#log li:has-text("missed")').count(), 0, 'offline means offline');
+
+  await ada.context().setOffline(false);
+  await ada.waitForSelector('#status.open', { timeout: 30000 });
+  await ada.waitForSelector('#log li.recovered:has-text("10 missed messages")', { timeout: WAIT });
+  const texts = await ada.$$eval('#log li .text', (items) => items.map((li) => li.textContent));
+  assert.deepEqual(texts.filter((t) => t.startsWith('missed')),
+    Array.from({ length: 10 }, (_, i) => `missed ${i + 1}`), 'all ten, once, in order');
+  assert.equal(await ada.locator('#log li.history').count(), 0, 'recovered, not the history again');
+  assert.equal(await ada.evaluate(() => window.sameDocument), true, 'no reload');
+  await say(bob, 'after the blip');
+  await ada.waitForSelector('#log li:has-text("after the blip")', { timeout: WAIT });
+  assert.equal(await ada.locator('#log li:has-text("before the blip")').count(), 1);
+  await ada.close();
+  await bob.close();
 });

@@ -1,7 +1,7 @@
 // Two chat processes sharing rooms through one redis-server, in a real browser (see
 // chat.test.js for how `.ci/run` runs these). Each page talks to its own process; both see every
 // message and who is online on either; when one process is killed and started again, its page
-// reconnects and finds what was said meanwhile in the history.
+// reconnects and gets what was said meanwhile, recovered from the room's stream in Redis.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -83,7 +83,7 @@ after(async () => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('pages on two processes share a room; a restarted process catches up from the history', async () => {
+test('pages on two processes share a room; a restarted process\'s page recovers what it missed', async () => {
   const one = await startChat('127.0.0.1:0', 'one');
   let two = await startChat('127.0.0.1:0', 'two');
   const ada = await openRoom(browser, one.address, 'lobby', 'ada');
@@ -106,6 +106,9 @@ test('pages on two processes share a room; a restarted process catches up from t
   two = await startChat(two.address, 'two'); // same port: the page reconnects to it
   await bob.waitForSelector('#status.open', { timeout: 30000 });
   await bob.waitForSelector('#log li:has-text("said while two was down")', { timeout: WAIT });
+  // Recovered from the room's stream in Redis, from where bob's page was: not the history.
+  await bob.waitForSelector('#log li.recovered:has-text("1 missed message")', { timeout: WAIT });
+  assert.equal(await bob.locator('#log li.history').count(), 0);
   await waitOnline(ada, ['ada', 'bob']);
   assert.equal(await bob.locator('#log li:has-text("hello from one")').count(), 1,
     'the history sent again on reconnect is not shown twice');
