@@ -199,11 +199,11 @@ async fn a_crashed_process_is_reaped_and_its_users_leave() {
     let mut raw = client.get_multiplexed_async_connection().await.unwrap();
     redis::pipe()
         .hset(
-            "switchboard:pr:room",
+            "switchboard:pr:{room}",
             "specific.crashed!1",
             r#"{"user":"bob"}"#,
         )
-        .sadd("switchboard:listed:specific.crashed", "room")
+        .sadd("switchboard:listed:{specific.crashed}", "room")
         .zadd("switchboard:processes", "specific.crashed", 1)
         .query_async::<()>(&mut raw)
         .await

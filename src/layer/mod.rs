@@ -43,10 +43,8 @@
 //! | what a restart or partition loses | everything (one process) | messages published while a process is away from Redis, silently | everything (one process) | messages published to a process while its subscription is down: lost and counted (`lost`, from gaps in each publisher's numbers) and logged; named channels' messages wait in Redis; presence of a crashed process is removed within `process_ttl` |
 //! | a channel nobody uses any more | deleted when empty | its key expires | deleted when empty, no reader waits and it is in no group | the same here; its Redis list expires a minute after its last message would have |
 //! | `receive` on a name the layer cannot serve | waits | raises (wrong client prefix) | fails at once ([`LayerError::ForeignChannel`]) | fails at once |
-//!
-//! | recovery of what a reconnecting client missed | — | — | for groups that keep a stream ([`InMemoryConfig::group_history`], [`ChannelLayer::recover`]); lost with the process (a new epoch) | for groups that keep a stream (a Redis stream per group, `RedisConfig::group_history`), from any process; lost with Redis' data (a new epoch) |
-//!
-//! Not yet (issue 12): Redis Cluster.
+//! | recovery of what a reconnecting client missed | — | — | for groups that keep a stream ([`InMemoryConfig::group_history`], [`ChannelLayer::recover`], [`Context::recover`](crate::consumer::Context::recover)); lost with the process (a new epoch) | for groups that keep a stream (a Redis stream per group, `RedisConfig::group_history`), from any process; lost with Redis' data (a new epoch) |
+//! | past one server | — | several servers by consistent hashing (`hosts`); group messages can go to a shard nobody reads (django/channels_redis#221) | — | a Redis Cluster (`RedisConfig::cluster`): sharded pub/sub on the shard that owns each group; when a primary dies its groups fail typed ([`LayerError::Unavailable`]) until a replica takes over, then carry on by themselves; what the dead primary had not delivered is lost and counted |
 //!
 //! # Users as addresses
 //!

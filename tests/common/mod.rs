@@ -1,5 +1,6 @@
 //! Helpers shared by the socket tests: a real server on 127.0.0.1:0 and real WebSocket clients.
 #![allow(dead_code, unreachable_pub)]
+pub mod redis_cluster;
 pub mod redis_server;
 
 use std::net::SocketAddr;

@@ -6,6 +6,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Numbers cluster nodes' configuration files.
+static NODE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// One `redis-server` process with no persistence, listening on 127.0.0.1 only.
 pub struct RedisServer {
     child: Option<Child>,
@@ -26,11 +29,42 @@ impl RedisServer {
 
     /// Starts a server on a free port with extra `redis-server` arguments (e.g. `--timeout 1`).
     pub async fn start_with(extra: &[&str]) -> Self {
-        for _ in 0..5 {
+        Self::start_on_free_port(extra, |_| true).await
+    }
+
+    /// Starts a Redis Cluster node (no slots yet) on a free port whose cluster-bus port (the
+    /// port + 10000) is free too, with a node timeout of 1 s (failures found fast).
+    pub async fn start_cluster_node() -> Self {
+        let config = std::env::temp_dir().join(format!(
+            "switchboard-test-cluster-{}-{}.conf",
+            std::process::id(),
+            NODE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&config);
+        let config = config.to_string_lossy().into_owned();
+        let extra = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &config,
+            "--cluster-node-timeout",
+            "1000",
+        ];
+        Self::start_on_free_port(&extra, |port| {
+            port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        })
+        .await
+    }
+
+    async fn start_on_free_port(extra: &[&str], usable: impl Fn(u16) -> bool) -> Self {
+        for _ in 0..50 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|listener| listener.local_addr())
                 .expect("a free port")
                 .port();
+            if !usable(port) {
+                continue;
+            }
             if let Some(child) = spawn(port, extra).await {
                 return Self {
                     child: Some(child),
@@ -39,7 +73,12 @@ impl RedisServer {
                 };
             }
         }
-        panic!("redis-server did not start on any of 5 free ports");
+        panic!("redis-server did not start on any of the free ports tried");
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `redis://127.0.0.1:<port>`.

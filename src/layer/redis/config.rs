@@ -18,8 +18,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// The server, as a `redis://[user:password@]host[:port][/db]` URL.
+    /// The server, as a `redis://[user:password@]host[:port][/db]` URL (with
+    /// [`cluster`](Self::cluster): the first seed node).
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each; any few of its nodes, the rest
+    /// are found from them); empty for a single server at [`url`](Self::url). Made by
+    /// [`RedisConfig::cluster`].
+    pub cluster_nodes: Vec<String>,
     /// Start of every Redis key and channel the layer uses, so that several apps can share one
     /// server. Default `"switchboard"` (Channels: `"asgi"`).
     pub prefix: String,
@@ -55,6 +60,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             prefix: "switchboard".to_owned(),
             capacity: 100,
             expiry: Duration::from_secs(60),
@@ -66,6 +72,46 @@ impl RedisConfig {
             capacities: crate::layer::Capacities::default(),
             histories: crate::layer::Histories::default(),
         }
+    }
+
+    /// Settings for a Redis Cluster (Redis 7 or later) reached through `nodes`, seed node URLs
+    /// (`redis://host:port`), with the defaults. The layer then keeps each group's keys in one
+    /// hash slot (`{<group>}` in their names), talks to groups and processes by sharded pub/sub
+    /// (`SPUBLISH`, `SSUBSCRIBE`: a message goes only to the shard that owns its channel, not
+    /// to every node), follows `MOVED` and `ASK` redirections, and finds the cluster's new shape
+    /// after a failover by itself. See [`RedisChannelLayer`](super::RedisChannelLayer).
+    ///
+    /// ```
+    /// use switchboard::layer::RedisConfig;
+    ///
+    /// let config = RedisConfig::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]);
+    /// assert_eq!(config.cluster_nodes.len(), 2);
+    /// assert_eq!(config.url, "redis://10.0.0.1:7000");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `nodes` is empty.
+    #[track_caller]
+    pub fn cluster<I>(nodes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        assert!(
+            !nodes.is_empty(),
+            "a Redis Cluster needs at least one seed node"
+        );
+        Self {
+            cluster_nodes: nodes.clone(),
+            ..Self::new(nodes[0].clone())
+        }
+    }
+
+    /// Whether this is a Redis Cluster configuration ([`cluster`](Self::cluster)).
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
     }
 
     /// Gives channels whose name matches `pattern` (a glob) a capacity of `messages`, as
@@ -86,7 +132,7 @@ impl RedisConfig {
     /// Makes groups whose name matches `pattern` keep a stream in Redis of their last `events`
     /// events, for `age` at most, as
     /// [`InMemoryConfig::group_history`](crate::layer::InMemoryConfig::group_history): a Redis
-    /// stream per group (`<prefix>:s:<group>`, exact `MAXLEN`), an epoch and an offset counter
+    /// stream per group (`<prefix>:s:{<group>}`, exact `MAXLEN`), an epoch and an offset counter
     /// beside it, all three expiring after `age` without events (then a new epoch begins, as
     /// after a `FLUSHALL`).
     ///

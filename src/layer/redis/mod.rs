@@ -16,13 +16,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use config::RedisConfig;
 use scripts::Scripts;
-use tasks::{heartbeat, pump, subscriber, unsubscriber};
+use tasks::{cluster_subscriber, heartbeat, pump, subscriber, unsubscriber};
 use wire::{decode, encode};
 
 use super::{
@@ -33,19 +35,20 @@ use super::{
 
 /// A Redis request that can be sent again: a command, a pipeline or a script invocation.
 trait Request: Send + Sync {
-    fn send<'a, T: redis::FromRedisValue + Send + 'a>(
-        &'a self,
-        connection: &'a mut ConnectionManager,
-    ) -> redis::RedisFuture<'a, T>;
+    fn send<'a, T, C>(&'a self, connection: &'a mut C) -> redis::RedisFuture<'a, T>
+    where
+        T: redis::FromRedisValue + Send + 'a,
+        C: redis::aio::ConnectionLike + Send + 'a;
 }
 
 macro_rules! request {
     ($($request:ty => $method:ident),* $(,)?) => {$(
         impl Request for $request {
-            fn send<'a, T: redis::FromRedisValue + Send + 'a>(
-                &'a self,
-                connection: &'a mut ConnectionManager,
-            ) -> redis::RedisFuture<'a, T> {
+            fn send<'a, T, C>(&'a self, connection: &'a mut C) -> redis::RedisFuture<'a, T>
+            where
+                T: redis::FromRedisValue + Send + 'a,
+                C: redis::aio::ConnectionLike + Send + 'a,
+            {
                 Box::pin(self.$method(connection))
             }
         }
@@ -61,13 +64,31 @@ request!(
     &mut redis::ScriptInvocation<'_> => invoke_async,
 );
 
+/// How the layer reaches Redis.
+enum Backend {
+    /// One server: commands on a connection manager; the subscription and each named channel's
+    /// pump on connections of their own, made from `client`.
+    Single {
+        client: Client,
+        commands: ConnectionManager,
+    },
+    /// A Redis Cluster: commands on a cluster connection (redirections followed, the slot map
+    /// refreshed after a failover); pumps on cluster connections of their own from
+    /// `blocking` (whose response timeout allows a whole `BLPOP`). The subscription connection
+    /// belongs to its task.
+    Cluster {
+        commands: ClusterConnection,
+        blocking: Box<ClusterClient>,
+    },
+}
+
 /// The channel layer for several processes, on Redis: the same [`ChannelLayer`] API and
 /// semantics as [`InMemoryChannelLayer`], so consumer code does not change (Channels'
 /// `channels_redis`).
 ///
 /// One process uses two Redis connections however many consumers it serves; a `group_send` costs
-/// one `PUBLISH` fanned out by Redis to the processes that have members. Redis is used as a single server (not Redis Cluster, not sharded over
-/// several servers: nothing here can send to a shard nobody reads, django/channels_redis#221).
+/// one `PUBLISH` fanned out by Redis to the processes that have members. On one server
+/// ([`RedisConfig::new`]) or on a Redis Cluster ([`RedisConfig::cluster`], below).
 ///
 /// # How it works
 ///
@@ -77,8 +98,8 @@ request!(
 ///
 /// - **Process-specific channels** (`specific.<process>!<n>`) live in the process that made them. A
 ///   send from another process is one `PUBLISH` to that process's Redis channel
-///   (`<prefix>:p:<process>`); a send within the process does not touch Redis.
-/// - **Groups.** A process subscribes to `<prefix>:g:<group>` while it has local members of the
+///   (`<prefix>:p:{<process>}`); a send within the process does not touch Redis.
+/// - **Groups.** A process subscribes to `<prefix>:g:{<group>}` while it has local members of the
 ///   group. `group_send` is one `PUBLISH` (inside one script call): Redis hands the message to each
 ///   of the P subscribed processes, and each fans it out to its members from one shared encoding.
 ///   The cost is O(P) in Redis whatever the number of members.
@@ -86,9 +107,9 @@ request!(
 ///   it (a worker adding a consumer's channel, or a named channel) is kept in a sorted set
 ///   `<prefix>:gn:<group>` scored by its expiry; `group_send` also reaches those members, one
 ///   command each.
-/// - **Named channels** (`"thumbnails"`) are Redis lists `<prefix>:c:<name>`, shared by every
+/// - **Named channels** (`"thumbnails"`) are Redis lists `<prefix>:c:{<name>}`, shared by every
 ///   process: a message is taken by exactly one receiver. Capacity and expiry are checked in Redis.
-/// - **Presence** lists are hashes `<prefix>:pr:<group>`. Each process beats every
+/// - **Presence** lists are hashes `<prefix>:pr:{<group>}`. Each process beats every
 ///   [`process_ttl`](RedisConfig::process_ttl)/3 in a registry of processes, and the first process
 ///   to see that another stopped beating takes that one's channels off every presence list,
 ///   announcing their leave: users of a crashed process leave within about `process_ttl`.
@@ -96,6 +117,32 @@ request!(
 /// Every message a process publishes carries its name and a number counted per destination; a
 /// receiving process that sees a gap counts the missing messages in [`LayerStats::lost`] and logs
 /// them, so messages lost while Redis or a subscription was down are known, not silent.
+///
+/// # On a Redis Cluster
+///
+/// With [`RedisConfig::cluster`] (Redis 7 or later) the same design is spread over the cluster's
+/// shards, which neither `channels_redis` (django/channels_redis#221: its sharding can send to a
+/// shard nobody reads) nor socket.io's Redis adapter does:
+///
+/// - Every key and Redis channel of one group (or one named channel, one process) carries the
+///   same hash tag, `{<name>}`, so each script runs in one slot and a group's stream, members and
+///   presence live on one shard. Groups spread over the shards by name.
+/// - Groups and processes talk by **sharded pub/sub**: `SPUBLISH` reaches only the shard that
+///   owns the channel's slot (classic `PUBLISH` is copied to every node of a cluster, so its cost
+///   grows with the cluster), and each process `SSUBSCRIBE`s on the owning shard over one RESP3
+///   cluster connection. A group's members added from elsewhere live in other slots: `group_send`
+///   reaches them with one command each after its script (not atomically with it).
+/// - `MOVED` and `ASK` are followed by the `redis` crate's cluster connection. When a primary
+///   dies, operations on its slots fail with [`LayerError::Unavailable`] within
+///   [`command_timeout`](RedisConfig::command_timeout) until a replica takes over (about two
+///   node timeouts), then work again by themselves; the subscription connection subscribes
+///   again on the new primary (it learns the cluster's new shape by doing so). Messages the dead
+///   primary accepted but had not delivered are lost with it, and counted in
+///   [`LayerStats::lost`] by the processes that missed them; a receiver cannot tell such a loss
+///   from a publish that failed for its sender, so those are counted too.
+/// - A group's stream lives on its shard: recovery after a failover works from what the replica
+///   had received; a stream whose epoch went with the primary starts a new one (not recovered).
+/// - [`flush`](ChannelLayer::flush) uses `KEYS` on every primary (it is meant for tests).
 ///
 /// # Where it differs from the in-memory layer
 ///
@@ -154,8 +201,7 @@ struct Shared {
     process: Box<str>,
     /// `<prefix>:p:<process>`: where other processes publish to this one's channels.
     process_channel: Box<str>,
-    client: Client,
-    commands: ConnectionManager,
+    backend: Backend,
     scripts: Scripts,
     /// Groups this process is subscribed to (or about to be): `true` once Redis confirmed.
     subscribed: tokio::sync::Mutex<HashMap<Box<str>, bool>>,
@@ -280,9 +326,29 @@ fn millis(duration: Duration) -> u64 {
 /// How long one `BLPOP` of a named channel's pump waits before it asks again, in seconds.
 const BLOCK_SECONDS: f64 = 5.0;
 
+/// Sharded messages (a cluster's) waiting for the subscription task before more are dropped.
+const PUSH_QUEUE: usize = 65_536;
+
 impl Shared {
+    /// `<prefix>:<kind>:{<name>}`: every key and Redis channel of one group (or one channel, one
+    /// process) has the same hash tag, so that on a Redis Cluster each script's keys and the
+    /// group's shard channel are in one slot.
     fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}:{kind}:{name}", self.config.prefix)
+        format!("{}:{kind}:{{{name}}}", self.config.prefix)
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster { .. })
+    }
+
+    /// The publishing command: sharded (`SPUBLISH`, to the shard that owns the channel) on a
+    /// cluster, `PUBLISH` on one server.
+    fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 
     /// `<prefix>:processes`: every process's last beat.
@@ -308,8 +374,17 @@ impl Shared {
         let deadline = tokio::time::Instant::now() + self.config.command_timeout;
         let mut retried = false;
         loop {
-            let mut connection = self.commands.clone();
-            match tokio::time::timeout_at(deadline, request.send::<T>(&mut connection)).await {
+            let sent = match &self.backend {
+                Backend::Single { commands, .. } => {
+                    let mut connection = commands.clone();
+                    tokio::time::timeout_at(deadline, request.send::<T, _>(&mut connection)).await
+                }
+                Backend::Cluster { commands, .. } => {
+                    let mut connection = commands.clone();
+                    tokio::time::timeout_at(deadline, request.send::<T, _>(&mut connection)).await
+                }
+            };
+            match sent {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(error))
                     if !retried && (error.is_connection_dropped() || error.is_io_error()) =>
@@ -442,7 +517,8 @@ impl Shared {
             }
         } else if let Some(group) = redis_channel
             .strip_prefix(&*self.config.prefix)
-            .and_then(|rest| rest.strip_prefix(":g:"))
+            .and_then(|rest| rest.strip_prefix(":g:{"))
+            .and_then(|rest| rest.strip_suffix('}'))
         {
             let _ = self.local.group_send(group, event).await;
         }
@@ -542,8 +618,14 @@ impl Shared {
             invocation
                 .arg(format!("{:016x}", rand::random::<u64>()))
                 .arg(format!("{} {number} ", self.process));
+        } else if self.is_cluster() {
+            invocation.arg("").arg("");
         }
-        let (reached, queued, full, expired, lapsed, epoch, offset): (
+        if self.is_cluster() {
+            // Members added from elsewhere live in other slots: they are returned, not reached.
+            invocation.arg("1");
+        }
+        let (mut reached, mut queued, mut full, mut expired, lapsed, epoch, offset, members): (
             u64,
             u64,
             u64,
@@ -551,7 +633,30 @@ impl Shared {
             u64,
             String,
             u64,
+            Vec<String>,
         ) = self.run(&invocation).await?;
+        for member in &members {
+            // One command each (a cluster only): to another process's channel, or a named list.
+            match member.split_once('!') {
+                Some((process, _)) => {
+                    let mut publish = redis::cmd("SPUBLISH");
+                    publish.arg(self.key("p", process)).arg(encode(
+                        &self.process,
+                        0,
+                        member,
+                        event.json(),
+                    ));
+                    reached += self.run::<u64, _>(&publish).await?;
+                }
+                None => {
+                    let (pushed, dropped) =
+                        self.push_named(member, self.config.capacity, event).await?;
+                    queued += pushed;
+                    full += 1 - pushed;
+                    expired += dropped;
+                }
+            }
+        }
         let c = &self.counters;
         c.queued.fetch_add(queued, Ordering::Relaxed);
         c.expired.fetch_add(expired, Ordering::Relaxed);
@@ -566,6 +671,25 @@ impl Shared {
             processes: reached as usize,
             position: (!epoch.is_empty()).then_some(StreamPosition { epoch, offset }),
         })
+    }
+
+    /// Pushes `event` onto named channel `channel`'s list unless it holds `capacity` unexpired
+    /// messages: (1 if queued else 0, expired messages dropped on the way).
+    async fn push_named(
+        &self,
+        channel: &str,
+        capacity: usize,
+        event: &Event,
+    ) -> Result<(u64, u64), LayerError> {
+        let now = now_ms();
+        let expiry = millis(self.config.expiry);
+        let mut invocation = self.scripts.send.key(self.key("c", channel));
+        invocation.arg(capacity).arg(now).arg(expiry).arg(format!(
+            "{} {}",
+            now + expiry,
+            event.json()
+        ));
+        self.run(&invocation).await
     }
 
     /// Takes `channel` off `group`'s presence and tells the group, if it was listed.
@@ -619,29 +743,69 @@ impl RedisChannelLayer {
     /// If `config.capacity` is 0, or if called outside a tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self, LayerError> {
         assert!(config.capacity > 0, "channel capacity must be at least 1");
-        let client = Client::open(config.url.as_str())
-            .map_err(|error| LayerError::Unavailable(BackendError::Client(Box::new(error))))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.command_timeout))
-            .set_response_timeout(Some(config.command_timeout))
-            .set_number_of_retries(1);
-        let commands = match tokio::time::timeout(
-            config.command_timeout,
-            client.get_connection_manager_with_config(manager_config),
-        )
-        .await
-        {
-            Ok(Ok(manager)) => manager,
-            Ok(Err(error)) => {
-                return Err(LayerError::Unavailable(BackendError::Client(Box::new(
+        let client_error = |error: redis::RedisError| {
+            LayerError::Unavailable(BackendError::Client(Box::new(error)))
+        };
+        let timeout = config.command_timeout;
+        fn in_time<T>(
+            made: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+            timeout: Duration,
+        ) -> Result<T, LayerError> {
+            match made {
+                Ok(Ok(made)) => Ok(made),
+                Ok(Err(error)) => Err(LayerError::Unavailable(BackendError::Client(Box::new(
                     error,
-                ))))
+                )))),
+                Err(_) => Err(LayerError::Unavailable(BackendError::Timeout(timeout))),
             }
-            Err(_) => {
-                return Err(LayerError::Unavailable(BackendError::Timeout(
-                    config.command_timeout,
-                )))
-            }
+        }
+        let (to_subscriber, commands_in) = mpsc::channel(256);
+        let (backend, subscription) = if config.is_cluster() {
+            let nodes = config.cluster_nodes.clone();
+            let builder = || {
+                ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+            };
+            let commands_client = builder().build().map_err(client_error)?;
+            let commands = in_time(
+                tokio::time::timeout(timeout, commands_client.get_async_connection()).await,
+                timeout,
+            )?;
+            let blocking = builder()
+                .response_timeout(Duration::from_secs_f64(BLOCK_SECONDS) + timeout)
+                .build()
+                .map_err(client_error)?;
+            // Sharded messages arrive as RESP3 pushes, handed over without waiting: a full queue
+            // drops the message, which its number then shows as lost.
+            let (pushes, pushed) = mpsc::channel(PUSH_QUEUE);
+            let subscriptions = builder()
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(move |push: redis::PushInfo| pushes.try_send(push))
+                .build()
+                .map_err(client_error)?;
+            (
+                Backend::Cluster {
+                    commands,
+                    blocking: Box::new(blocking),
+                },
+                Some((subscriptions, pushed)),
+            )
+        } else {
+            let client = Client::open(config.url.as_str()).map_err(client_error)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout))
+                .set_response_timeout(Some(timeout))
+                .set_number_of_retries(1);
+            let commands = in_time(
+                tokio::time::timeout(
+                    timeout,
+                    client.get_connection_manager_with_config(manager_config),
+                )
+                .await,
+                timeout,
+            )?;
+            (Backend::Single { client, commands }, None)
         };
         let mut local_config = InMemoryConfig::default()
             .capacity(config.capacity)
@@ -654,15 +818,13 @@ impl RedisChannelLayer {
         // Start recording the groups emptied here, to unsubscribe from exactly those.
         local.take_emptied_groups();
         let process: Box<str> = local.process_prefix().into();
-        let (to_subscriber, commands_in) = mpsc::channel(256);
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
-            process_channel: format!("{}:p:{process}", config.prefix).into(),
+            process_channel: format!("{}:p:{{{process}}}", config.prefix).into(),
             process,
             config,
             local,
-            client,
-            commands,
+            backend,
             scripts: Scripts::new(),
             subscribed: tokio::sync::Mutex::new(HashMap::new()),
             to_subscriber,
@@ -678,7 +840,20 @@ impl RedisChannelLayer {
         // The first subscription is made before `connect` returns, so that messages to this
         // process's channels are received from the start.
         let (ready, is_ready) = oneshot::channel();
-        tokio::spawn(subscriber(shared.clone(), commands_in, Some(ready)));
+        match subscription {
+            Some((client, pushes)) => {
+                tokio::spawn(cluster_subscriber(
+                    shared.clone(),
+                    client,
+                    pushes,
+                    commands_in,
+                    ready,
+                ));
+            }
+            None => {
+                tokio::spawn(subscriber(shared.clone(), commands_in, Some(ready)));
+            }
+        }
         tokio::spawn(heartbeat(shared.clone()));
         tokio::spawn(unsubscriber(shared.clone()));
         let layer = Self {
@@ -770,7 +945,11 @@ impl ChannelLayer for RedisChannelLayer {
             let number = shared.next_number(&redis_channel);
             let payload = encode(&shared.process, number, channel, event.json());
             let reached: u64 = shared
-                .run(redis::cmd("PUBLISH").arg(&redis_channel).arg(payload))
+                .run(
+                    redis::cmd(shared.publish_command())
+                        .arg(&redis_channel)
+                        .arg(payload),
+                )
                 .await?;
             if reached == 0 {
                 shared
@@ -781,16 +960,8 @@ impl ChannelLayer for RedisChannelLayer {
             }
             return Ok(());
         }
-        let now = now_ms();
-        let expiry = millis(shared.config.expiry);
-        let mut invocation = shared.scripts.send.key(shared.key("c", channel));
         let capacity = shared.config.capacity_for(channel);
-        invocation.arg(capacity).arg(now).arg(expiry).arg(format!(
-            "{} {}",
-            now + expiry,
-            event.json()
-        ));
-        let (queued, expired): (u64, u64) = shared.run(&invocation).await?;
+        let (queued, expired) = shared.push_named(channel, capacity, &event).await?;
         shared
             .counters
             .expired
@@ -1035,6 +1206,16 @@ impl ChannelLayer for RedisChannelLayer {
     async fn flush(&self) -> Result<(), LayerError> {
         let shared = &self.shared;
         let pattern = format!("{}:*", shared.config.prefix);
+        if shared.is_cluster() {
+            // `KEYS` goes to every primary (for tests, as `flush` is); `DEL` is split by slot.
+            let registry = shared.registry_key();
+            let keys: Vec<String> = shared.run(redis::cmd("KEYS").arg(&pattern)).await?;
+            for key in keys.iter().filter(|key| **key != registry) {
+                shared.run::<(), _>(redis::cmd("DEL").arg(key)).await?;
+            }
+            lock(&shared.listed).clear();
+            return shared.local.flush().await;
+        }
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = shared

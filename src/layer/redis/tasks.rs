@@ -17,7 +17,10 @@ async fn subscribe_all(
     shared: &Shared,
     groups: &HashSet<Box<str>>,
 ) -> redis::RedisResult<(PubSubSink, PubSubStream)> {
-    let (mut sink, stream) = shared.client.get_async_pubsub().await?.split();
+    let Backend::Single { client, .. } = &shared.backend else {
+        unreachable!("the single-server subscriber runs only on a single server");
+    };
+    let (mut sink, stream) = client.get_async_pubsub().await?.split();
     let mut channels: Vec<String> = vec![shared.process_channel.to_string()];
     channels.extend(groups.iter().map(|group| shared.key("g", group)));
     for chunk in channels.chunks(1000) {
@@ -267,7 +270,7 @@ pub(super) async fn pump(shared: Arc<Shared>, channel: Box<str>, taken: Arc<Noti
             None => {
                 let made = tokio::select! {
                     () = shared.stop.cancelled() => return,
-                    made = shared.client.get_multiplexed_async_connection_with_config(&config) => made,
+                    made = blocking_connection(&shared, &config) => made,
                 };
                 match made {
                     Ok(made) => connection.insert(made),
@@ -287,7 +290,7 @@ pub(super) async fn pump(shared: Arc<Shared>, channel: Box<str>, taken: Arc<Noti
         blpop.arg(&key).arg(BLOCK_SECONDS);
         let popped = tokio::select! {
             () = shared.stop.cancelled() => return,
-            popped = blpop.query_async::<Option<(String, String)>>(conn) => popped,
+            popped = conn.blpop(&blpop) => popped,
         };
         let item = match popped {
             Ok(Some((_, item))) => item,
@@ -324,6 +327,143 @@ pub(super) async fn pump(shared: Arc<Shared>, channel: Box<str>, taken: Arc<Noti
                 () = tokio::time::sleep(Duration::from_secs_f64(BLOCK_SECONDS)) => {
                     if shared.pump_may_end(&channel) {
                         return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection of a named channel's pump, on which a `BLPOP` may block.
+enum BlockingConnection {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl BlockingConnection {
+    async fn blpop(&mut self, blpop: &redis::Cmd) -> redis::RedisResult<Option<(String, String)>> {
+        match self {
+            Self::Single(connection) => blpop.query_async(connection).await,
+            Self::Cluster(connection) => blpop.query_async(connection).await,
+        }
+    }
+}
+
+async fn blocking_connection(
+    shared: &Shared,
+    config: &AsyncConnectionConfig,
+) -> redis::RedisResult<BlockingConnection> {
+    Ok(match &shared.backend {
+        Backend::Single { client, .. } => BlockingConnection::Single(
+            client
+                .get_multiplexed_async_connection_with_config(config)
+                .await?,
+        ),
+        Backend::Cluster { blocking, .. } => {
+            BlockingConnection::Cluster(blocking.get_async_connection().await?)
+        }
+    })
+}
+
+/// The subscription connection on a Redis Cluster: a RESP3 cluster connection whose sharded
+/// subscriptions (`SSUBSCRIBE`) the `redis` crate makes again by itself after a disconnection or
+/// a failover, on whichever node then owns each channel's slot. Messages arrive as pushes.
+pub(super) async fn cluster_subscriber(
+    shared: Arc<Shared>,
+    client: ClusterClient,
+    mut pushes: mpsc::Receiver<redis::PushInfo>,
+    mut commands: mpsc::Receiver<SubscriberCommand>,
+    ready: oneshot::Sender<()>,
+) {
+    let timeout = shared.config.command_timeout;
+    let connected = tokio::select! {
+        () = shared.stop.cancelled() => return,
+        connected = tokio::time::timeout(timeout, async {
+            let mut connection = client.get_async_connection().await?;
+            connection.ssubscribe(&*shared.process_channel).await?;
+            redis::RedisResult::Ok(connection)
+        }) => connected,
+    };
+    let mut connection = match connected {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::warn!(target: "switchboard::layer", %error, "Redis Cluster subscription connection failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(target: "switchboard::layer", "Redis Cluster subscription connection timed out");
+            return;
+        }
+    };
+    shared.subscriber_connected.store(true, Ordering::Relaxed);
+    let _ = ready.send(());
+    // Every shard channel subscribed to, and those to subscribe again: after a failed
+    // `SSUBSCRIBE`, and all of them after a node went away (a new `SSUBSCRIBE` goes to the slot's
+    // owner now, which also makes the connection learn the cluster's new shape: an idle
+    // subscription connection would otherwise stay with the dead node). Tried every second.
+    let mut channels: HashSet<String> = HashSet::from([shared.process_channel.to_string()]);
+    let mut pending: HashSet<String> = HashSet::new();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    let mut disconnected = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = shared.stop.cancelled() => return,
+            push = pushes.recv() => {
+                let Some(push) = push else { return };
+                match push.kind {
+                    redis::PushKind::SMessage => {
+                        if let [channel, payload, ..] = push.data.as_slice() {
+                            if let (Ok(channel), Ok(payload)) = (
+                                redis::from_redis_value_ref::<String>(channel),
+                                redis::from_redis_value_ref::<Vec<u8>>(payload),
+                            ) {
+                                shared.dispatch(&channel, &payload).await;
+                            }
+                        }
+                    }
+                    redis::PushKind::Disconnection => {
+                        if !disconnected {
+                            tracing::warn!(target: "switchboard::layer", "a Redis Cluster node of the subscription connection went away; subscribing again where its slots go");
+                        }
+                        disconnected = true;
+                        shared.subscriber_connected.store(false, Ordering::Relaxed);
+                        pending.extend(channels.iter().cloned());
+                    }
+                    redis::PushKind::SSubscribe if disconnected => {
+                        disconnected = false;
+                        shared.subscriber_connected.store(true, Ordering::Relaxed);
+                        shared.counters.reconnections.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(target: "switchboard::layer", "Redis Cluster subscriptions made again");
+                    }
+                    _ => {}
+                }
+            }
+            command = commands.recv() => match command {
+                None => return,
+                Some(SubscriberCommand::Subscribe(group, done)) => {
+                    let redis_channel = shared.key("g", &group);
+                    let made = tokio::time::timeout(timeout, connection.ssubscribe(&redis_channel)).await;
+                    if !matches!(made, Ok(Ok(()))) {
+                        tracing::warn!(target: "switchboard::layer", group = &*group, "Redis SSUBSCRIBE failed; trying again");
+                        pending.insert(redis_channel.clone());
+                    }
+                    channels.insert(redis_channel);
+                    let _ = done.send(());
+                }
+                Some(SubscriberCommand::Unsubscribe(group)) => {
+                    let redis_channel = shared.key("g", &group);
+                    pending.remove(&redis_channel);
+                    channels.remove(&redis_channel);
+                    let _ = tokio::time::timeout(timeout, connection.sunsubscribe(&redis_channel)).await;
+                    shared.forget_received(&redis_channel);
+                }
+            },
+            _ = retry.tick(), if !pending.is_empty() => {
+                for redis_channel in std::mem::take(&mut pending) {
+                    let made = tokio::time::timeout(timeout, connection.ssubscribe(&redis_channel)).await;
+                    if !matches!(made, Ok(Ok(()))) {
+                        pending.insert(redis_channel);
                     }
                 }
             }

@@ -8,8 +8,13 @@
 -- ARGV: 1 group channel, 2 payload, 3 now (ms), 4 capacity, 5 expiry (ms), 6 event JSON,
 --       7 key prefix, 8 this process's name, 9 events the stream keeps ('' for none),
 --       10 stream age (ms), 11 a new epoch if needed, 12 the payload's header without target
---       (`<publisher> <number> `), to write the position into.
--- Returns {processes reached, named queued, named full, expired dropped, lapsed, epoch, offset}.
+--       (`<publisher> <number> `), to write the position into, 13 '1' on a Redis Cluster (then
+--       11 and 12 are given, '' when unused).
+-- On a Redis Cluster the group's channel is a shard channel (`SPUBLISH`), and the members added
+-- from elsewhere, whose keys and channels are in other slots, are returned for the caller to
+-- reach instead.
+-- Returns {processes reached, named queued, named full, expired dropped, lapsed, epoch, offset,
+--          members left to reach}.
 local now = tonumber(ARGV[3])
 local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local payload, epoch, offset = ARGV[2], '', 0
@@ -28,20 +33,24 @@ if ARGV[9] ~= '' then
   redis.call('PEXPIRE', KEYS[4], age)
   payload = ARGV[12] .. '@' .. epoch .. ':' .. offset .. '\n' .. ARGV[6]
 end
+if ARGV[13] == '1' then
+  local reached = redis.call('SPUBLISH', ARGV[1], payload)
+  return {reached, 0, 0, 0, lapsed, epoch, offset, redis.call('ZRANGE', KEYS[1], 0, -1)}
+end
 local reached = redis.call('PUBLISH', ARGV[1], payload)
 local queued, full, expired = 0, 0, 0
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local bang = string.find(member, '!', 1, true)
   if bang then
     local process = string.sub(member, 1, bang - 1)
-    reached = reached + redis.call('PUBLISH', ARGV[7] .. ':p:' .. process,
+    reached = reached + redis.call('PUBLISH', ARGV[7] .. ':p:{' .. process .. '}',
       ARGV[8] .. ' 0 ' .. member .. '\n' .. ARGV[6])
   else
-    local r = push(ARGV[7] .. ':c:' .. member, tonumber(ARGV[4]), now, tonumber(ARGV[5]),
+    local r = push(ARGV[7] .. ':c:{' .. member .. '}', tonumber(ARGV[4]), now, tonumber(ARGV[5]),
       (now + tonumber(ARGV[5])) .. ' ' .. ARGV[6])
     queued = queued + r[1]
     full = full + 1 - r[1]
     expired = expired + r[2]
   end
 end
-return {reached, queued, full, expired, lapsed, epoch, offset}
+return {reached, queued, full, expired, lapsed, epoch, offset, {}}
