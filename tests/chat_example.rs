@@ -15,7 +15,7 @@ use common::{
 };
 use futures_util::SinkExt;
 use serde_json::{json, Value};
-use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer};
+use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer, RedisConfig};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::close_code;
 use switchboard::ServerConfig;
@@ -451,12 +451,25 @@ async fn memberships_are_gone_after_clean_close_and_after_dropped_tcp() {
 
 /// A chat server that shares its rooms through the Redis at `url`, as `--redis` makes it.
 async fn chat_server_on_redis(url: &str) -> TestServer {
-    let history = chat::History::open(std::path::Path::new(":memory:"))
-        .unwrap()
-        .share_through(url)
+    chat_server_sharing(RedisConfig::new(url), &[url.to_owned()]).await
+}
+
+/// A chat server that shares its rooms through the Redis Cluster of seed nodes `urls`, as
+/// `--redis-cluster` makes it.
+async fn chat_server_on_cluster(urls: &[String]) -> TestServer {
+    chat_server_sharing(RedisConfig::cluster(urls.to_vec()), urls).await
+}
+
+async fn chat_server_sharing(base: RedisConfig, urls: &[String]) -> TestServer {
+    let store = chat::SharedStore::connect(urls, base.is_cluster())
         .await
         .unwrap();
-    let layer = RedisChannelLayer::connect(chat::redis_layer_config(url, 1000))
+    let history = chat::History::open(std::path::Path::new(":memory:"))
+        .unwrap()
+        .share_in(store)
+        .await
+        .unwrap();
+    let layer = RedisChannelLayer::connect(chat::redis_layer_config(base, 1000))
         .await
         .unwrap();
     chat_server_on(layer, history).await
@@ -725,4 +738,33 @@ async fn a_page_whose_process_restarted_recovers_from_redis() {
     two.shutdown().await;
     let two_again = chat_server_on_redis(&redis.url()).await;
     ada_comes_back(&two_again, &since, &mut bob).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_servers_share_rooms_through_a_redis_cluster() {
+    let cluster = common::redis_cluster::RedisCluster::start(3, 0).await;
+    let one = chat_server_on_cluster(&cluster.urls()).await;
+    let two = chat_server_on_cluster(&cluster.urls()[1..2]).await; // one seed is enough
+    let (mut bob, ..) = join(&one, "lobby", "bob").await;
+    let (mut cat, _, online) = join(&two, "lobby", "cat").await;
+    assert_eq!(online, ["bob", "cat"], "presence spans both servers");
+    send_json(&mut cat, &json!({ "message": "from two" })).await;
+    assert_eq!(next_message(&mut bob).await["message"], "from two");
+    assert_eq!(next_message(&mut cat).await["message"], "from two");
+    // Rooms on every shard: each reaches its members on the other server.
+    for n in 0..6 {
+        let room = format!("room{n}");
+        let (mut here, ..) = join(&one, &room, "here").await;
+        let (mut there, ..) = join(&two, &room, "there").await;
+        send_json(&mut here, &json!({ "message": room })).await;
+        assert_eq!(next_message(&mut there).await["message"], room);
+    }
+    // A page whose process restarted recovers from the room's stream on the cluster.
+    let since = ada_misses_ten(&two, &mut bob).await;
+    two.shutdown().await;
+    let two_again = chat_server_on_cluster(&cluster.urls()).await;
+    ada_comes_back(&two_again, &since, &mut bob).await;
+    // The history, written through both, is shared.
+    let (_, history, _) = join(&one, "lobby", "dan").await;
+    assert_eq!(history.len(), 14, "from two, 2 seen, 10 missed, live again");
 }

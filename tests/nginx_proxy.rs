@@ -45,7 +45,11 @@ impl<A: WebSocketApplication> WebSocketApplication for SeenClients<A> {
 async fn chat_process(redis: &str, seen: Arc<Mutex<Vec<SocketAddr>>>) -> TestServer {
     let history = chat::History::open(std::path::Path::new(":memory:"))
         .unwrap()
-        .share_through(redis)
+        .share_in(
+            chat::SharedStore::connect(&[redis.to_owned()], false)
+                .await
+                .unwrap(),
+        )
         .await
         .unwrap();
     let layer = RedisChannelLayer::connect(RedisConfig::new(redis))

@@ -24,7 +24,7 @@ pub(crate) struct StoredMessage {
 /// conversation by one writer thread that commits in batches. Joining and talking never wait for
 /// the disk; a crash may lose the last messages not yet written, [`History::close`] writes them.
 ///
-/// Shared by several processes ([`History::share_through`]), the ids come from one Redis counter
+/// Shared by several processes ([`History::share_in`]), the ids come from one Redis counter
 /// and each room's recent messages from a Redis list, so every process sees every process's
 /// messages; SQLite still keeps each process's own messages.
 #[derive(Clone)]
@@ -38,20 +38,62 @@ struct HistoryInner {
     next_id: AtomicI64,
     writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    shared: Option<redis::aio::ConnectionManager>,
+    shared: Option<SharedStore>,
+}
+
+/// Where the shared history lives: one Redis server, or a Redis Cluster.
+#[derive(Clone)]
+pub(crate) enum SharedStore {
+    Single(redis::aio::ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl SharedStore {
+    /// Connects to one server (`urls` of one) or to the cluster `urls` seed.
+    pub(crate) async fn connect(urls: &[String], cluster: bool) -> redis::RedisResult<Self> {
+        Ok(if cluster {
+            Self::Cluster(
+                redis::cluster::ClusterClient::new(urls.to_vec())?
+                    .get_async_connection()
+                    .await?,
+            )
+        } else {
+            Self::Single(
+                redis::Client::open(urls[0].as_str())?
+                    .get_connection_manager()
+                    .await?,
+            )
+        })
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+        match self {
+            Self::Single(connection) => cmd.query_async(&mut connection.clone()).await,
+            Self::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
+        }
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        match self {
+            Self::Single(connection) => invocation.invoke_async(&mut connection.clone()).await,
+            Self::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
+        }
+    }
 }
 
 /// Redis key of the message-id counter shared by every chat process.
 const REDIS_NEXT_ID: &str = "chat:next_id";
 
-/// `add` in Redis: the next id, and the message (`ARGV[1]`, a JSON object without the id, given
-/// the id as its first field) pushed onto the room's list, trimmed to the last `ARGV[2]`.
+/// `add` in Redis: the message (`ARGV[2]`, a JSON object without the id, given id `ARGV[1]` as
+/// its first field) pushed onto the room's list `KEYS[1]`, trimmed to the last `ARGV[3]`. The id
+/// comes first from the shared counter (`INCR`), which on a cluster lives in another slot.
 static ADD_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
-        "local id = redis.call('INCR', KEYS[1]) \
-         redis.call('RPUSH', KEYS[2], '{\"id\":' .. id .. ',' .. string.sub(ARGV[1], 2)) \
-         redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1) \
-         return id",
+        "redis.call('RPUSH', KEYS[1], '{\"id\":' .. ARGV[1] .. ',' .. string.sub(ARGV[2], 2)) \
+         redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)",
     )
 });
 
@@ -107,22 +149,21 @@ impl History {
         })
     }
 
-    /// The same history shared with every chat process using the Redis server at `url`; the id
-    /// counter starts above every id in this process's SQLite file.
-    pub(crate) async fn share_through(
+    /// The same history shared with every chat process using `store` (one Redis server or a
+    /// cluster); the id counter starts above every id in this process's SQLite file.
+    pub(crate) async fn share_in(
         self,
-        url: &str,
+        store: SharedStore,
     ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let mut redis = redis::Client::open(url)?.get_connection_manager().await?;
+        let redis = store;
         let first_free = self.inner.next_id.load(Ordering::Relaxed);
-        redis::Script::new(
+        let raise = redis::Script::new(
             "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then \
              redis.call('SET', KEYS[1], ARGV[1]) end",
-        )
-        .key(REDIS_NEXT_ID)
-        .arg(first_free - 1)
-        .invoke_async::<()>(&mut redis)
-        .await?;
+        );
+        let mut invocation = raise.key(REDIS_NEXT_ID);
+        invocation.arg(first_free - 1);
+        redis.invoke::<()>(&invocation).await?;
         let inner = Arc::into_inner(self.inner).ok_or("history already in use")?;
         Ok(Self {
             inner: Arc::new(HistoryInner {
@@ -175,8 +216,8 @@ impl History {
         message: &str,
     ) -> switchboard::Result<StoredMessage> {
         if let Some(redis) = &self.inner.shared {
-            // One round trip: the id from the shared counter, the message onto the room's list
-            // (its JSON completed with the id in Redis), the list trimmed to the last 50.
+            // Two round trips: the id from the shared counter, then the message onto the room's
+            // list (its JSON completed with the id in Redis), the list trimmed to the last 50.
             let mut stored = StoredMessage {
                 id: 0,
                 message: message.to_owned(),
@@ -188,13 +229,12 @@ impl History {
             if let Some(fields) = fields.as_object_mut() {
                 fields.remove("id");
             }
-            stored.id = ADD_SCRIPT
-                .key(REDIS_NEXT_ID)
-                .key(redis_room_key(room))
+            stored.id = redis.query(redis::cmd("INCR").arg(REDIS_NEXT_ID)).await?;
+            let mut add = ADD_SCRIPT.key(redis_room_key(room));
+            add.arg(stored.id)
                 .arg(fields.to_string())
-                .arg(HISTORY_ON_JOIN)
-                .invoke_async(&mut redis.clone())
-                .await?;
+                .arg(HISTORY_ON_JOIN);
+            redis.invoke::<()>(&add).await?;
             self.write_behind(room, &stored).await?;
             return Ok(stored);
         }
@@ -234,12 +274,13 @@ impl History {
         limit: usize,
     ) -> switchboard::Result<Vec<StoredMessage>> {
         if let Some(redis) = &self.inner.shared {
-            let mut redis = redis.clone();
-            let stored: Vec<String> = redis::cmd("LRANGE")
-                .arg(redis_room_key(room))
-                .arg(-(limit as isize))
-                .arg(-1)
-                .query_async(&mut redis)
+            let stored: Vec<String> = redis
+                .query(
+                    redis::cmd("LRANGE")
+                        .arg(redis_room_key(room))
+                        .arg(-(limit as isize))
+                        .arg(-1),
+                )
                 .await?;
             if !stored.is_empty() {
                 return Ok(stored

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example chat            # http://127.0.0.1:8000/
 //! cargo run --release --example chat -- --addr 127.0.0.1:9000 --db /tmp/chat.sqlite3
+//! cargo run --release --example chat -- --redis-cluster redis://127.0.0.1:7000,redis://127.0.0.1:7001
 //! curl -X POST -H 'content-type: application/json' -d '{"message":"maintenance at noon"}' \
 //!      http://127.0.0.1:8000/rooms/lobby/announce
 //! ```
@@ -40,7 +41,7 @@ use switchboard::layer::{
 
 #[allow(unused_imports)] // for the tests that include this file
 pub(crate) use consumer::{websocket_app, ChatConsumer};
-pub(crate) use history::History;
+pub(crate) use history::{History, SharedStore};
 pub(crate) use pages::application;
 
 /// Messages sent to a client when it joins a room.
@@ -58,10 +59,10 @@ pub(crate) fn memory_layer_config(capacity: usize) -> InMemoryConfig {
         .group_history("chat_*", RECOVERABLE_MESSAGES, RECOVERABLE_FOR)
 }
 
-/// The Redis layer as the chat configures it (see [`memory_layer_config`]).
-pub(crate) fn redis_layer_config(url: &str, capacity: usize) -> RedisConfig {
-    RedisConfig::new(url)
-        .capacity(capacity.max(1))
+/// The Redis layer as the chat configures it (see [`memory_layer_config`]), on one server
+/// (`RedisConfig::new`) or a cluster (`RedisConfig::cluster`).
+pub(crate) fn redis_layer_config(base: RedisConfig, capacity: usize) -> RedisConfig {
+    base.capacity(capacity.max(1))
         .group_history("chat_*", RECOVERABLE_MESSAGES, RECOVERABLE_FOR)
 }
 
@@ -88,9 +89,13 @@ struct Args {
     /// Share rooms with other chat processes through this Redis server
     /// (`redis://127.0.0.1:6379`): the channel layer, the message ids and each room's recent
     /// history live there. Without it, everything stays in this process.
-    #[arg(long, env = "SWITCHBOARD_REDIS")]
+    #[arg(long, env = "SWITCHBOARD_REDIS", conflicts_with = "redis_cluster")]
     redis: Option<String>,
-    /// With `--redis`: seconds after which the users of a process that stopped beating (it
+    /// Share rooms with other chat processes through this Redis Cluster, given by seed nodes
+    /// (`redis://127.0.0.1:7000,redis://127.0.0.1:7001`), as `--redis` does through one server.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER", value_delimiter = ',')]
+    redis_cluster: Vec<String>,
+    /// With `--redis` or `--redis-cluster`: seconds after which the users of a process that stopped beating (it
     /// crashed) are shown as gone by the others.
     #[arg(long, default_value_t = 30.0)]
     process_ttl: f64,
@@ -122,13 +127,22 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Limits and timeouts from SWITCHBOARD_* variables (see `ServerConfig::from_env`).
     let config = switchboard::ServerConfig::from_env()?;
     let mut history = History::open(&args.db)?;
-    let layer: LayerHandle = match &args.redis {
-        Some(url) => {
+    let redis = match (&args.redis, args.redis_cluster.is_empty()) {
+        (Some(url), _) => Some((RedisConfig::new(url.as_str()), vec![url.clone()])),
+        (None, false) => Some((
+            RedisConfig::cluster(args.redis_cluster.clone()),
+            args.redis_cluster.clone(),
+        )),
+        (None, true) => None,
+    };
+    let layer: LayerHandle = match &redis {
+        Some((base, urls)) => {
+            let store = SharedStore::connect(urls, base.is_cluster()).await?;
             history = history
-                .share_through(url)
+                .share_in(store)
                 .await
                 .map_err(|e| e as Box<dyn std::error::Error>)?;
-            let config = redis_layer_config(url, args.capacity)
+            let config = redis_layer_config(base.clone(), args.capacity)
                 .process_ttl(Duration::from_secs_f64(args.process_ttl.max(0.1)));
             LayerHandle::new(RedisChannelLayer::connect(config).await?)
         }
@@ -153,8 +167,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         listener.local_addr()?,
         args.db.display(),
-        match &args.redis {
-            Some(url) => format!(", rooms shared through {url}"),
+        match &redis {
+            Some((_, urls)) => format!(", rooms shared through {}", urls.join(",")),
             None => String::new(),
         }
     );
