@@ -1,7 +1,8 @@
 //! channels_redis' own tests (`tests/test_core.py`) that have a counterpart here, ported to
 //! `RedisChannelLayer` against a real `redis-server`, with channels_redis' settings (capacity 3,
-//! `channel_capacity={"tiny": 1}`). Left out: the multiple-hosts (sharding) cases (no sharding
-//! here), `async_to_sync` ones, and the timed expiry ones (`layer_redis.rs` covers expiry).
+//! `channel_capacity={"tiny": 1}`). The multiple-hosts (sharding) cases run on a Redis Cluster,
+//! switchboard's counterpart, in `layer_redis_cluster.rs`. Left out: `async_to_sync` ones, and the
+//! timed expiry ones (`layer_redis.rs` covers expiry).
 
 mod common;
 

@@ -190,3 +190,64 @@ async fn a_primary_that_dies_fails_over_and_the_layer_carries_on() {
         }
     }
 }
+
+/// channels_redis' multiple-hosts cases (`test_groups_multiple_hosts`,
+/// `test_groups_multiple_hosts_performance` with 1, 10 and 100 channels), ported to the cluster,
+/// its counterpart of sharding over several hosts. The channels are named ones (Redis lists, each
+/// in its own slot), so the group's deliveries cross slots; the performance case's time limits
+/// become a hang guard (timing belongs to benchmarks here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_redis_multiple_hosts_cases_pass_on_a_cluster() {
+    let cluster = RedisCluster::start(3, 0).await;
+    let layer = |prefix: &str| {
+        RedisChannelLayer::connect(
+            RedisConfig::cluster(cluster.urls())
+                .prefix(prefix)
+                .capacity(100),
+        )
+    };
+    let wait = Duration::from_secs(10);
+
+    // test_groups_multiple_hosts
+    let layer1 = layer("hosts").await.unwrap();
+    for channel in ["channel1", "channel2", "channel3"] {
+        layer1.group_add("test-group", channel).await.unwrap();
+    }
+    layer1
+        .group_discard("test-group", "channel2")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let sent = layer1
+            .group_send("test-group", Event::typed("message.1", &()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(sent.queued, 2);
+    }
+    for channel in ["channel1", "channel3"] {
+        let got = tokio::time::timeout(wait, layer1.receive(channel)).await;
+        assert_eq!(got.unwrap().unwrap().event_type(), "message.1");
+    }
+    let nothing = tokio::time::timeout(Duration::from_secs(1), layer1.receive("channel2")).await;
+    assert!(nothing.is_err(), "channel2 left the group");
+    layer1.flush().await.unwrap();
+
+    // test_groups_multiple_hosts_performance
+    for count in [1, 10, 100] {
+        let layer = layer(&format!("perf{count}")).await.unwrap();
+        let channels: Vec<String> = (0..count).map(|n| format!("channel{n}")).collect();
+        for channel in &channels {
+            layer.group_add("test-group", channel).await.unwrap();
+        }
+        let sent = layer
+            .group_send("test-group", Event::typed("message.1", &()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(sent.queued, count);
+        for channel in &channels {
+            let got = tokio::time::timeout(wait, layer.receive(channel)).await;
+            assert_eq!(got.unwrap().unwrap().event_type(), "message.1");
+        }
+        layer.flush().await.unwrap();
+    }
+}
