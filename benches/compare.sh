@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# switchboard's chat example against the same chat written with axum + tokio::sync::broadcast, and
-# against Django Channels on daphne (when `pip install channels daphne` works), under the same
-# loads from bench/'s loadgen, and a table of the figures and their ratios.
+# switchboard's chat example and the Channels tutorial's consumer on switchboard
+# (examples/tutorial.rs) against: a chat written with axum + tokio::sync::broadcast (TCP_NODELAY
+# on, as axum's docs show; AXUM_UNTUNED=1 adds the old row without it), the floor (bench/'s
+# `floor`: plain tokio-tungstenite that writes each connection's ready messages with one flush),
+# and Django Channels on daphne (when `pip install channels daphne` works); the same loads from
+# bench/'s loadgen; a table of the figures and of each switchboard row's ratio to the floor and
+# to axum, as the median of same-round pairs.
 #
-#   benches/compare.sh                 # about 8 minutes
+#   benches/compare.sh                 # about 15 minutes
 #   RUNS=1 DURATION=5 benches/compare.sh
-#   SKIP_CHANNELS=1 benches/compare.sh
+#   SKIP_CHANNELS=1 SKIP_IDLE=1 benches/compare.sh
 #
 # Each server runs on core 0 with one runtime thread, the load generator on core 1 (DESIGN.md,
-# "Measuring on these machines"). Throughput and latency are medians of RUNS runs. Loopback only.
+# "Measuring on these machines"). Every round runs every server once, in turn, so that drift on
+# the shared machine lands on all of them. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,31 +31,42 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building (release)..." >&2
-cargo build -q --release --example chat
+cargo build -q --release --example chat --example tutorial
 cargo build -q --release -p switchboard-bench
 loadgen=target/release/loadgen
 
-servers=(switchboard axum)
+servers=(chat tutorial axum floor)
+[ -n "${AXUM_UNTUNED:-}" ] && servers+=(axum_untuned)
 if [ -z "${SKIP_CHANNELS:-}" ]; then
     if python3 -m venv "$work/venv" >/dev/null 2>&1 \
         && "$work/venv/bin/pip" install -q channels daphne >/dev/null 2>&1; then
         servers+=(channels)
     else
-        echo "Django Channels not installable here: compared with axum only" >&2
+        echo "Django Channels not installable here: compared without it" >&2
     fi
 fi
 
-port_of() { case $1 in switchboard) echo 8000 ;; axum) echo 8001 ;; channels) echo 8002 ;; esac; }
+port_of() {
+    case $1 in
+        chat) echo 8000 ;; axum) echo 8001 ;; channels) echo 8002 ;; floor) echo 8003 ;;
+        tutorial) echo 8004 ;; axum_untuned) echo 8005 ;;
+    esac
+}
 
 # Starts server $1 on core 0 and prints its pid.
 start() {
     local port; port=$(port_of "$1")
     case $1 in
-        switchboard) taskset -c 0 target/release/examples/chat --addr "127.0.0.1:$port" \
-                        --db "$work/chat-$RANDOM.sqlite3" --threads 1 >/dev/null 2>&1 & ;;
+        chat) taskset -c 0 target/release/examples/chat --addr "127.0.0.1:$port" \
+                    --db "$work/chat-$RANDOM.sqlite3" --threads 1 >/dev/null 2>&1 & ;;
+        tutorial) taskset -c 0 target/release/examples/tutorial --addr "127.0.0.1:$port" \
+                    --threads 1 >/dev/null 2>&1 & ;;
         axum) taskset -c 0 target/release/axum-chat --addr "127.0.0.1:$port" --threads 1 >/dev/null 2>&1 & ;;
+        axum_untuned) taskset -c 0 target/release/axum-chat --addr "127.0.0.1:$port" --threads 1 \
+                    --no-nodelay >/dev/null 2>&1 & ;;
+        floor) taskset -c 0 target/release/floor --addr "127.0.0.1:$port" --threads 1 >/dev/null 2>&1 & ;;
         channels) PYTHONPATH=bench taskset -c 0 "$work/venv/bin/daphne" -b 127.0.0.1 -p "$port" \
-                        channels_chat:application >/dev/null 2>&1 & ;;
+                    channels_chat:application >/dev/null 2>&1 & ;;
     esac
     local pid=$!
     pids+=("$pid")
@@ -73,84 +89,96 @@ drain_time_wait() {
     done
 }
 
-# run SERVER SCENARIO ARGS...: one loadgen run, its JSON tagged with server and scenario.
+# run SERVER ROUND SCENARIO ARGS...: one loadgen run, its JSON tagged.
 run() {
-    local server=$1 scenario=$2; shift 2
+    local server=$1 round=$2 scenario=$3; shift 3
     local out
     out=$(taskset -c 1 timeout 600 "$loadgen" "$@" --server "127.0.0.1:$(port_of "$server")" --json) || out='{}'
-    echo "{\"server\":\"$server\",\"scenario\":\"$scenario\",\"result\":$out}" >> "$results"
+    echo "{\"server\":\"$server\",\"round\":$round,\"scenario\":\"$scenario\",\"result\":$out}" >> "$results"
 }
 
-for server in "${servers[@]}"; do
-    echo "== $server" >&2
-    pid=$(start "$server")
-    for _ in $(seq 1 "$RUNS"); do
-        run "$server" fanout fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION"
-        run "$server" fanout_stalled fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION" --stalled 1
-        run "$server" latency fanout --clients 100 --senders 10 --rate 100 --size 64 --duration "$DURATION"
-        run "$server" churn churn --concurrency 64 --duration "$DURATION" --sources 8
+for round in $(seq 1 "$RUNS"); do
+    for server in "${servers[@]}"; do
+        echo "== round $round: $server" >&2
+        pid=$(start "$server")
+        run "$server" "$round" fanout fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION"
+        run "$server" "$round" fanout_stalled fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION" --stalled 1
+        run "$server" "$round" latency fanout --clients 100 --senders 10 --rate 100 --size 64 --duration "$DURATION"
+        run "$server" "$round" churn churn --concurrency 64 --duration "$DURATION" --sources 8 --rooms 100 --message
+        stop "$pid"
     done
-    stop "$pid"
-    # Memory per idle connection from a fresh server.
-    drain_time_wait
-    pid=$(start "$server")
-    run "$server" idle idle --clients "$IDLE" --sources 4 --server-pid "$pid"
-    stop "$pid"
 done
+if [ -z "${SKIP_IDLE:-}" ]; then
+    for server in "${servers[@]}"; do
+        # Memory per idle connection from a fresh server: IDLE connections in 100 rooms.
+        echo "== idle: $server" >&2
+        drain_time_wait
+        pid=$(start "$server")
+        run "$server" 1 idle idle --clients "$IDLE" --per-room $((IDLE / 100)) --sources 4 --server-pid "$pid"
+        stop "$pid"
+    done
+fi
 
 python3 - "$results" <<'PY'
 import json, statistics, sys
 
 rows = [json.loads(line) for line in open(sys.argv[1])]
+def value(r, key):
+    v = r["result"]
+    for part in key.split("."):
+        v = v.get(part) if isinstance(v, dict) else None
+    return v if isinstance(v, (int, float)) else None
+def runs(server, scenario, key):
+    return {r["round"]: value(r, key) for r in rows
+            if r["server"] == server and r["scenario"] == scenario and value(r, key) is not None}
 def pick(server, scenario, key):
-    values = []
-    for r in rows:
-        if r["server"] == server and r["scenario"] == scenario:
-            value = r["result"]
-            for part in key.split("."):
-                value = value.get(part) if isinstance(value, dict) else None
-            if isinstance(value, (int, float)):
-                values.append(value)
-    return statistics.median(values) if values else None
+    v = list(runs(server, scenario, key).values())
+    return statistics.median(v) if v else None
+def ratio(a, b, scenario, key):
+    """The median over rounds of a's figure over b's in the same round."""
+    ra, rb = runs(a, scenario, key), runs(b, scenario, key)
+    pairs = [ra[n] / rb[n] for n in ra if n in rb and rb[n]]
+    return statistics.median(pairs) if pairs else None
 def total(server, scenario, key):
     return sum((r["result"].get(key) or 0) for r in rows if r["server"] == server and r["scenario"] == scenario)
 
-servers = [s for s in ["switchboard", "axum", "channels"] if any(r["server"] == s for r in rows)]
+names = {"chat": "chat", "tutorial": "tutorial", "axum": "axum (nodelay)", "axum_untuned": "axum (Nagle on)",
+         "floor": "floor", "channels": "Channels"}
+servers = [s for s in names if any(r["server"] == s for r in rows)]
 metrics = [
     ("fan-out deliveries/s (1 room, %s clients, 10 senders, window 16)", "fanout", "deliveries_per_s", True),
     ("  same, one client in the room not reading", "fanout_stalled", "deliveries_per_s", True),
     ("latency p99 µs at 100k deliveries/s (100 clients)", "latency", "latency_us.p99", False),
     ("latency p50 µs at 100k deliveries/s", "latency", "latency_us.p50", False),
-    ("handshakes/s (64 at a time, connect + close)", "churn", "connects_per_s", True),
-    ("server KiB per idle connection", "idle", "server_kib_per_connection", False),
+    ("churn: connect, say one message, hear it, leave (/s, 100 rooms)", "churn", "connects_per_s", True),
+    ("server KiB per idle connection (in 100 rooms)", "idle", "server_kib_per_connection", False),
 ]
 clients = next((r["result"].get("clients") for r in rows if r["scenario"] == "fanout" and r["result"]), "?")
 def fmt(v):
     if v is None: return "—"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
-header = ["metric"] + servers + [f"switchboard ÷ {s}" for s in servers[1:]]
+pairs = [(a, b) for a in ("chat", "tutorial") for b in ("floor", "axum") if a in servers and b in servers]
+header = ["metric"] + [names[s] for s in servers] + [f"{a} ÷ {names[b]}" for a, b in pairs]
 lines = [header]
 for label, scenario, key, higher in metrics:
     label = label % clients if "%s" in label else label
-    values = [pick(s, scenario, key) for s in servers]
-    ratios = []
-    for v in values[1:]:
-        if values[0] is None or v in (None, 0):
-            ratios.append("—")
-        else:
-            r = values[0] / v
-            ratios.append(f"{r:.2f}×" + ("" if higher else " (lower is better)"))
-    lines.append([label] + [fmt(v) for v in values] + ratios)
+    cells = [fmt(pick(s, scenario, key)) for s in servers]
+    for a, b in pairs:
+        r = ratio(a, b, scenario, key)
+        cells.append("—" if r is None else f"{r:.2f}×")
+    lines.append([label] + cells)
 widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
 for n, row in enumerate(lines):
     print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")
     if n == 0:
         print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 print()
+print("Ratios: the median over rounds of the two servers' figures in the same round; for latency")
+print("and memory, lower is better (a ratio under 1× is the switchboard row ahead).")
 for s in servers:
-    lost = total(s, "fanout", "lost") + total(s, "fanout_stalled", "lost") + total(s, "latency", "lost")
-    dup = total(s, "fanout", "duplicates") + total(s, "fanout_stalled", "duplicates") + total(s, "latency", "duplicates")
-    ooo = total(s, "fanout", "out_of_order") + total(s, "fanout_stalled", "out_of_order") + total(s, "latency", "out_of_order")
-    idle_failed = total(s, "idle", "failed")
-    print(f"{s}: lost {lost}, duplicated {dup}, out of order {ooo} (all fan-out runs); idle connections refused: {idle_failed}")
+    lost = sum(total(s, sc, "lost") for sc in ("fanout", "fanout_stalled", "latency"))
+    dup = sum(total(s, sc, "duplicates") for sc in ("fanout", "fanout_stalled", "latency"))
+    ooo = sum(total(s, sc, "out_of_order") for sc in ("fanout", "fanout_stalled", "latency"))
+    print(f"{names[s]}: lost {lost}, duplicated {dup}, out of order {ooo} (fan-out runs); "
+          f"churn cycles failed {total(s, 'churn', 'failed')}; idle connections refused {total(s, 'idle', 'failed')}")
 PY

@@ -1,6 +1,7 @@
 //! The baseline: a chat as a Rust user writes it with axum alone, after axum's own chat example —
 //! rooms of `tokio::sync::broadcast`, one task per socket forwarding the room's messages, each frame
-//! written and flushed on its own. Same protocol as switchboard's chat example: connect to
+//! written and flushed on its own, and `TCP_NODELAY` on every connection as axum's docs show
+//! (`ListenerExt::tap_io`; `--no-nodelay` for the untuned variant). Same protocol as switchboard's chat example: connect to
 //! `/ws/chat/{room}/?name=..`, send `{"message": ".."}`, everyone in the room (the sender too)
 //! receives `{"message": "..", "user": "..", "time": ..}`.
 //!
@@ -15,6 +16,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -27,6 +29,9 @@ struct Args {
     /// Worker threads of the runtime (the comparisons use 1).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Leave Nagle's algorithm on (axum's default; the untuned variant).
+    #[arg(long)]
+    no_nodelay: bool,
 }
 
 #[derive(Default)]
@@ -104,6 +109,12 @@ fn main() -> std::io::Result<()> {
                 .with_state(Arc::new(AppState::default()));
             let listener = tokio::net::TcpListener::bind(args.addr).await?;
             println!("axum-chat: listening on {}", listener.local_addr()?);
+            let nodelay = !args.no_nodelay;
+            let listener = listener.tap_io(move |stream| {
+                if nodelay {
+                    let _ = stream.set_nodelay(true);
+                }
+            });
             axum::serve(listener, app).await
         })
 }

@@ -137,6 +137,35 @@ struct ChurnArgs {
     /// Rooms the connections spread over.
     #[arg(long, default_value_t = 100)]
     rooms: usize,
+    /// Each connection also sends one message and waits until it comes back before it closes
+    /// (a user who joins, says something, and leaves); a cycle then counts only when it did.
+    #[arg(long)]
+    message: bool,
+}
+
+/// Sends `{"message": token}` and reads until a frame whose `"message"` is `token` arrives
+/// (skipping history and presence frames), within 10 s.
+async fn say_and_hear(ws: &mut Ws, token: &str) -> bool {
+    let text = serde_json::json!({ "message": token }).to_string();
+    if ws.send(Message::Text(text.into())).await.is_err() {
+        return false;
+    }
+    let heard = async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Message::Text(text) = frame {
+                let back = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned));
+                if back.as_deref() == Some(token) {
+                    return true;
+                }
+            }
+        }
+        false
+    };
+    tokio::time::timeout(Duration::from_secs(10), heard)
+        .await
+        .unwrap_or(false)
 }
 
 fn config(read_buffer: usize) -> WebSocketConfig {
@@ -582,6 +611,7 @@ async fn churn(args: ChurnArgs) -> std::io::Result<()> {
         .map(|_| {
             let (target, next) = (target.clone(), next.clone());
             let rooms = args.rooms.max(1);
+            let message = args.message;
             tokio::spawn(async move {
                 let (mut ok, mut failed) = (0u64, 0u64);
                 let mut latency = Histogram::<u64>::new(3).unwrap();
@@ -598,6 +628,10 @@ async fn churn(args: ChurnArgs) -> std::io::Result<()> {
                     .await
                     {
                         Ok(mut ws) => {
+                            if message && !say_and_hear(&mut ws, &format!("churn-{n}")).await {
+                                failed += 1;
+                                continue;
+                            }
                             ok += 1;
                             let _ = latency.record(t.elapsed().as_micros() as u64);
                             let _ = ws.close(None).await;
@@ -619,7 +653,7 @@ async fn churn(args: ChurnArgs) -> std::io::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     let report = serde_json::json!({
-        "mode": "churn", "concurrency": args.concurrency, "handshakes": ok, "failed": failed,
+        "mode": "churn", "concurrency": args.concurrency, "message": args.message, "handshakes": ok, "failed": failed,
         "connects_per_s": (ok as f64 / secs).round(),
         "handshake_us": { "p50": latency.value_at_quantile(0.5), "p99": latency.value_at_quantile(0.99) },
     });
