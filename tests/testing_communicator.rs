@@ -58,7 +58,13 @@ async fn chat_broadcasts_between_communicators_sharing_a_layer() {
             (Some("hi"), Some("alice"))
         );
     }
-    // carol only ever hears her own room's presence.
+    // carol only ever hears her own room's recovery answer (a new page: nothing to recover,
+    // no position yet) and presence.
+    let recovery: Value = carol.receive_json(T).await.unwrap();
+    assert_eq!(
+        recovery,
+        json!({ "type": "recovery", "asked": false, "recovered": false, "missed": 0 })
+    );
     let presence: Value = carol.receive_json(T).await.unwrap();
     assert_eq!(
         (
