@@ -149,8 +149,12 @@ impl JsonWebSocketConsumer for ChatConsumer {
     type Incoming = ChatIn;
     /// Every event this consumer gets is forwarded as it is (below); none is parsed.
     type Event = serde::de::IgnoredAny;
-    const FORWARDED_EVENTS: &'static [&'static str] =
-        &["message", "presence.join", "presence.leave"];
+    const FORWARDED_EVENTS: &'static [&'static str] = &[
+        "message",
+        "presence.diff",
+        "presence.join",
+        "presence.leave",
+    ];
     /// Room messages go out with their stream position, which the page sends back as `?since=`
     /// when it reconnects.
     const FORWARDS_POSITIONS: bool = true;

@@ -13,8 +13,9 @@
 //! receives `{"type": "message", "id": 7, "message": "...", "user": "ada", "time": <ms>}`. On
 //! joining, the last 50 messages arrive the same way with `"history": true`, then
 //! `{"type": "presence", "online": [{"channel": "...", "name": "ada"}, ...]}`; after that, who
-//! comes and goes arrives as `{"type": "presence.join" | "presence.leave", "channel": "...",
-//! "meta": {"name": "bob"}}`. Malformed input gets `{"error": "..."}` and the connection carries on.
+//! comes and goes arrives at most every 100 ms as `{"type": "presence.diff", "joins":
+//! [{"channel": "...", "meta": {"name": "bob"}}, ...], "leaves": [...]}` (Phoenix's
+//! `presence_diff`; apply the leaves, then the joins). Malformed input gets `{"error": "..."}` and the connection carries on.
 //!
 //! Room messages carry `"position": {"epoch": "...", "offset": 7}`, their place in the room's
 //! stream. A page that comes back (a network blip, a restarted process with `--redis`) connects
@@ -51,12 +52,17 @@ pub(crate) const HISTORY_ON_JOIN: usize = 50;
 pub(crate) const RECOVERABLE_MESSAGES: usize = 500;
 pub(crate) const RECOVERABLE_FOR: Duration = Duration::from_secs(15 * 60);
 
-/// The in-memory layer as the chat configures it: `capacity` per connection, and a stream per
-/// room for recovery.
+/// A room hears who came and went as one `presence.diff` per this window: a crowd arriving
+/// at once costs each member a few frames, not one per arrival.
+pub(crate) const PRESENCE_WINDOW: Duration = Duration::from_millis(100);
+
+/// The in-memory layer as the chat configures it: `capacity` per connection, a stream per room
+/// for recovery, presence diffs.
 pub(crate) fn memory_layer_config(capacity: usize) -> InMemoryConfig {
     InMemoryConfig::default()
         .capacity(capacity.max(1))
         .group_history("chat_*", RECOVERABLE_MESSAGES, RECOVERABLE_FOR)
+        .presence_window(PRESENCE_WINDOW)
 }
 
 /// The Redis layer as the chat configures it (see [`memory_layer_config`]), on one server
@@ -64,6 +70,7 @@ pub(crate) fn memory_layer_config(capacity: usize) -> InMemoryConfig {
 pub(crate) fn redis_layer_config(base: RedisConfig, capacity: usize) -> RedisConfig {
     base.capacity(capacity.max(1))
         .group_history("chat_*", RECOVERABLE_MESSAGES, RECOVERABLE_FOR)
+        .presence_window(PRESENCE_WINDOW)
 }
 
 #[derive(Parser, Debug)]

@@ -14,10 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::presence::{Change, PresenceDiffs};
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, ChannelLayer, ChannelQueue,
-    ChannelReceiver, Event, GroupSent, LayerError, LayerStats, Presence, PRESENCE_JOIN,
-    PRESENCE_LEAVE,
+    ChannelReceiver, Event, GroupSent, LayerError, LayerStats, Presence,
 };
 use super::{GroupStream, Recovery, StreamPosition};
 
@@ -46,9 +46,29 @@ pub struct InMemoryConfig {
     capacities: super::Capacities,
     /// Groups that keep a stream: (pattern, events, age), first match first.
     histories: super::Histories,
+    /// With a window, presence changes go to a group as one [`PRESENCE_DIFF`](super::PRESENCE_DIFF)
+    /// event per window instead of one event per change. Default `None`.
+    pub presence_window: Option<Duration>,
 }
 
 impl InMemoryConfig {
+    /// Gathers each group's presence changes (joins and leaves) over `window` and sends them as
+    /// one [`PRESENCE_DIFF`](super::PRESENCE_DIFF) event (Phoenix's `presence_diff`) instead of
+    /// one `presence.join` or `presence.leave` per change: a join storm of N into a room of N
+    /// then costs each member a frame per window, not N frames. A change waits at most `window`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::layer::InMemoryConfig;
+    ///
+    /// let config = InMemoryConfig::default().presence_window(Duration::from_millis(50));
+    /// assert_eq!(config.presence_window, Some(Duration::from_millis(50)));
+    /// ```
+    pub fn presence_window(mut self, window: Duration) -> Self {
+        self.presence_window = Some(window);
+        self
+    }
+
     /// Gives channels whose name matches `pattern` (a glob: `*` any characters, `?` one,
     /// `[..]` a set) a capacity of `messages` instead of [`capacity`](Self::capacity); the first
     /// pattern that matches wins (Channels' `channel_capacity`). It applies to named channels and
@@ -137,6 +157,7 @@ impl Default for InMemoryConfig {
             group_expiry: Duration::from_secs(86_400),
             capacities: super::Capacities::default(),
             histories: super::Histories::default(),
+            presence_window: None,
         }
     }
 }
@@ -183,6 +204,10 @@ struct Inner {
     /// Groups that lost their last member since the last [`InMemoryChannelLayer::take_emptied_groups`],
     /// kept only once somebody asked (the Redis layer unsubscribes from them).
     emptied: Mutex<Option<Vec<Box<str>>>>,
+    /// Presence changes being gathered, with a presence window.
+    diffs: Option<PresenceDiffs>,
+    /// This layer, for the tasks that close presence windows.
+    me: std::sync::Weak<Inner>,
 }
 
 #[derive(Default)]
@@ -271,47 +296,35 @@ struct FanOut {
     full: u64,
     /// Members dropped because their membership lapsed.
     lapsed: Vec<Arc<str>>,
+    /// Of those, the ones that were listed: their leaves are announced once the lock is let go.
+    left: Vec<Presence>,
     /// Whether the group has no members left.
     emptied: bool,
 }
 
-impl FanOut {
-    fn add(&mut self, other: FanOut) {
-        self.queued += other.queued;
-        self.full += other.full;
-        self.lapsed.extend(other.lapsed);
-        self.emptied |= other.emptied;
-    }
-}
-
-/// Puts `event` on the queue of every unexpired member, then the leave events of listed members
-/// that lapsed on the way (and of any that lapse while those go out). O(members); the caller
-/// holds the group's lock and nothing else.
+/// Puts `event` on the queue of every unexpired member, and drops the lapsed ones (the listed
+/// among them are in `left`, for the caller to announce once it let the lock go). O(members);
+/// the caller holds the group's lock and nothing else.
 fn deliver(members: &mut Members, event: &Event) -> FanOut {
     let now = Instant::now();
     let mut out = FanOut::default();
-    let mut owed = Vec::new();
-    let mut pending = Some(event.clone());
-    while let Some(event) = pending.take() {
-        members.retain(|channel, member| {
-            if member.expires_at <= now {
-                out.lapsed.push(channel.clone());
-                if let Some(meta) = member.presence.take() {
-                    owed.push(Presence {
-                        channel: channel.to_string(),
-                        meta: (*meta).clone(),
-                    });
-                }
-                return false;
+    members.retain(|channel, member| {
+        if member.expires_at <= now {
+            out.lapsed.push(channel.clone());
+            if let Some(meta) = member.presence.take() {
+                out.left.push(Presence {
+                    channel: channel.to_string(),
+                    meta: (*meta).clone(),
+                });
             }
-            match member.queue.push(event.clone(), now) {
-                Ok(()) => out.queued += 1,
-                Err(_) => out.full += 1,
-            }
-            true
-        });
-        pending = owed.pop().map(|left| left.event(PRESENCE_LEAVE));
-    }
+            return false;
+        }
+        match member.queue.push(event.clone(), now) {
+            Ok(()) => out.queued += 1,
+            Err(_) => out.full += 1,
+        }
+        true
+    });
     out.emptied = members.is_empty();
     out
 }
@@ -330,8 +343,11 @@ impl InMemoryChannelLayer {
     #[track_caller]
     pub fn with_config(config: InMemoryConfig) -> Self {
         assert!(config.capacity > 0, "channel capacity must be at least 1");
+        let diffs = config.presence_window.map(PresenceDiffs::new);
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                diffs,
+                me: me.clone(),
                 config,
                 prefix: format!("specific.{:012x}", rand::random::<u64>() >> 16),
                 next_local: AtomicU64::new(1),
@@ -502,6 +518,37 @@ impl Inner {
         if out.emptied {
             self.drop_if_empty(group);
         }
+        for left in &out.left {
+            self.announce(group, Change::Leave(left.clone()));
+        }
+    }
+
+    /// Tells `group` that a listing joined or left: at once as its own event, or, with a
+    /// presence window, in the group's next diff (the first change of a window schedules it).
+    fn announce(&self, group: &str, change: Change) {
+        let Some(diffs) = &self.diffs else {
+            self.broadcast(group, &change.event());
+            return;
+        };
+        let opened = diffs.note(group, change);
+        if !opened {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to wait on (a receiver dropped outside one): the window closes now.
+            if let Some(diff) = diffs.take(group) {
+                self.broadcast(group, &diff);
+            }
+            return;
+        };
+        let (me, group, window) = (self.me.clone(), Box::<str>::from(group), diffs.window());
+        runtime.spawn(async move {
+            tokio::time::sleep(window).await;
+            let Some(inner) = me.upgrade() else { return };
+            if let Some(diff) = inner.diffs.as_ref().and_then(|diffs| diffs.take(&group)) {
+                inner.broadcast(&group, &diff);
+            }
+        });
     }
 
     fn drop_if_empty(&self, group: &str) {
@@ -565,11 +612,10 @@ impl Inner {
             let mut members = lock(&members.members);
             if let Some(member) = members.remove(channel) {
                 if let Some(meta) = member.presence {
-                    let left = Presence {
+                    out.left.push(Presence {
                         channel: channel.to_owned(),
                         meta: (*meta).clone(),
-                    };
-                    out.add(deliver(&mut members, &left.event(PRESENCE_LEAVE)));
+                    });
                 }
             }
             out.emptied = members.is_empty();
@@ -758,12 +804,11 @@ impl ChannelLayer for InMemoryChannelLayer {
             channel: channel.to_owned(),
             meta,
         };
-        let event = joined.event(PRESENCE_JOIN);
         if self
             .inner
-            .join_group(group, channel, Some(Arc::new(joined.meta)))
+            .join_group(group, channel, Some(Arc::new(joined.meta.clone())))
         {
-            self.inner.broadcast(group, &event);
+            self.inner.announce(group, Change::Join(joined));
         }
         Ok(())
     }
@@ -774,23 +819,16 @@ impl ChannelLayer for InMemoryChannelLayer {
         let Some(members) = self.inner.group(group) else {
             return Ok(());
         };
-        let out = {
-            let mut members = lock(&members.members);
-            let meta = members
-                .get_mut(channel)
-                .and_then(|member| member.presence.take());
-            match meta {
-                Some(meta) => {
-                    let left = Presence {
-                        channel: channel.to_owned(),
-                        meta: (*meta).clone(),
-                    };
-                    deliver(&mut members, &left.event(PRESENCE_LEAVE))
-                }
-                None => return Ok(()),
-            }
-        };
-        self.inner.settle(group, &out);
+        let meta = lock(&members.members)
+            .get_mut(channel)
+            .and_then(|member| member.presence.take());
+        if let Some(meta) = meta {
+            let left = Presence {
+                channel: channel.to_owned(),
+                meta: (*meta).clone(),
+            };
+            self.inner.announce(group, Change::Leave(left));
+        }
         Ok(())
     }
 

@@ -96,6 +96,7 @@ mod event;
 mod handle;
 mod in_memory;
 mod names;
+mod presence;
 mod queue;
 #[cfg(feature = "redis")]
 mod redis;
@@ -116,6 +117,7 @@ pub(crate) use names::Capacities;
 pub use names::{
     is_process_specific, user_group, validate_channel_name, validate_group_name, MAX_NAME_LENGTH,
 };
+pub use presence::PRESENCE_DIFF;
 pub(crate) use queue::ChannelQueue;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -194,7 +196,9 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
 
     /// Lists `channel` in `group`'s presence with `meta` (a name, a status: any JSON), joining the
     /// group if it is not a member, and sends a [`PRESENCE_JOIN`] event to the group, the new
-    /// member included. Listing again replaces the metadata and sends another join.
+    /// member included. Listing again replaces the metadata and sends another join. With a
+    /// presence window (`InMemoryConfig::presence_window`, `RedisConfig::presence_window`) the
+    /// join goes out in the group's next [`PRESENCE_DIFF`] instead, within the window.
     ///
     /// # Errors
     ///
@@ -207,8 +211,9 @@ pub trait ChannelLayer: Send + Sync + fmt::Debug + 'static {
     ) -> Result<(), LayerError>;
 
     /// Takes `channel` off `group`'s presence list (it stays a member) and sends a
-    /// [`PRESENCE_LEAVE`] event to the group if it was listed. Leaving the group, the channel's
-    /// deletion (the connection ended, however) and membership expiry do the same.
+    /// [`PRESENCE_LEAVE`] event to the group if it was listed (with a presence window: in the
+    /// next [`PRESENCE_DIFF`]). Leaving the group, the channel's deletion (the connection ended,
+    /// however) and membership expiry do the same.
     ///
     /// # Errors
     ///

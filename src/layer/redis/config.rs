@@ -53,6 +53,9 @@ pub struct RedisConfig {
     pub(super) capacities: crate::layer::Capacities,
     /// Groups that keep a stream, by name pattern.
     pub(super) histories: crate::layer::Histories,
+    /// With a window, each process sends a group's presence changes as one
+    /// [`PRESENCE_DIFF`](crate::layer::PRESENCE_DIFF) event per window. Default `None`.
+    pub presence_window: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -71,6 +74,7 @@ impl RedisConfig {
             unsubscribe_interval: Duration::from_secs(30),
             capacities: crate::layer::Capacities::default(),
             histories: crate::layer::Histories::default(),
+            presence_window: None,
         }
     }
 
@@ -142,6 +146,15 @@ impl RedisConfig {
     #[track_caller]
     pub fn group_history(mut self, pattern: &str, events: usize, age: Duration) -> Self {
         self.histories.add(pattern, events, age);
+        self
+    }
+
+    /// Gathers the presence changes this process makes in each group over `window` and sends
+    /// them as one [`PRESENCE_DIFF`](crate::layer::PRESENCE_DIFF) event, as
+    /// [`InMemoryConfig::presence_window`](crate::layer::InMemoryConfig::presence_window) (each
+    /// process sends its own diffs: a group hears at most one per process per window).
+    pub fn presence_window(mut self, window: Duration) -> Self {
+        self.presence_window = Some(window);
         self
     }
 

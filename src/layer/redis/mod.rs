@@ -27,10 +27,11 @@ use scripts::Scripts;
 use tasks::{cluster_subscriber, heartbeat, pump, subscriber, unsubscriber};
 use wire::{decode, encode};
 
+use super::presence::{Change, PresenceDiffs};
 use super::{
     is_process_specific, validate_channel_name, validate_group_name, BackendError, ChannelLayer,
     ChannelReceiver, Event, GroupSent, InMemoryChannelLayer, InMemoryConfig, LayerError,
-    LayerStats, Presence, Recovery, StreamPosition, PRESENCE_JOIN, PRESENCE_LEAVE,
+    LayerStats, Presence, Recovery, StreamPosition,
 };
 
 /// A Redis request that can be sent again: a command, a pipeline or a script invocation.
@@ -219,6 +220,10 @@ struct Shared {
     subscriber_connected: AtomicBool,
     counters: Counters,
     stop: CancellationToken,
+    /// Presence changes being gathered, with a presence window.
+    diffs: Option<PresenceDiffs>,
+    /// This layer, for the tasks that close presence windows.
+    me: Weak<Shared>,
 }
 
 #[derive(Default)]
@@ -711,8 +716,31 @@ impl Shared {
                 channel: channel.to_owned(),
                 meta: serde_json::from_str(&meta).unwrap_or(serde_json::Value::Null),
             };
-            self.publish_group(group, &left.event(PRESENCE_LEAVE), false)
-                .await?;
+            self.announce(group, Change::Leave(left)).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells `group` (every process) that a listing joined or left: at once as its own event,
+    /// or, with a presence window, in this process's next diff for the group (the first change
+    /// of a window schedules it).
+    async fn announce(&self, group: &str, change: Change) -> Result<(), LayerError> {
+        let Some(diffs) = &self.diffs else {
+            self.publish_group(group, &change.event(), false).await?;
+            return Ok(());
+        };
+        if diffs.note(group, change) {
+            let (me, group, window) = (self.me.clone(), Box::<str>::from(group), diffs.window());
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                let Some(shared) = me.upgrade() else { return };
+                let diff = shared.diffs.as_ref().and_then(|diffs| diffs.take(&group));
+                if let Some(diff) = diff {
+                    if let Err(error) = shared.publish_group(&group, &diff, false).await {
+                        tracing::warn!(target: "switchboard::layer", group = &*group, %error, "could not send a presence diff");
+                    }
+                }
+            });
         }
         Ok(())
     }
@@ -819,7 +847,10 @@ impl RedisChannelLayer {
         local.take_emptied_groups();
         let process: Box<str> = local.process_prefix().into();
         let stop = CancellationToken::new();
-        let shared = Arc::new(Shared {
+        let diffs = config.presence_window.map(PresenceDiffs::new);
+        let shared = Arc::new_cyclic(|me| Shared {
+            diffs,
+            me: me.clone(),
             process_channel: format!("{}:p:{{{process}}}", config.prefix).into(),
             process,
             config,
@@ -1149,9 +1180,7 @@ impl ChannelLayer for RedisChannelLayer {
             channel: channel.to_owned(),
             meta,
         };
-        shared
-            .publish_group(group, &joined.event(PRESENCE_JOIN), false)
-            .await?;
+        shared.announce(group, Change::Join(joined)).await?;
         Ok(())
     }
 
