@@ -1,4 +1,5 @@
-//! Channel-layer micro-benchmarks: `group_send` fan-out and point-to-point `send`.
+//! Channel-layer micro-benchmarks: `group_send` fan-out, point-to-point `send`, and a listed
+//! member joining and leaving a room (presence events to every member, or gathered in a diff).
 //!
 //! `cargo bench --bench layer`. Each measurement includes draining what it queued, so queues
 //! never fill and the figure is the cost of one operation plus its receipt.
@@ -8,7 +9,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use switchboard::layer::{ChannelLayer, ChannelReceiver, Event, InMemoryChannelLayer};
+use switchboard::layer::{
+    ChannelLayer, ChannelReceiver, Event, InMemoryChannelLayer, InMemoryConfig,
+};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -78,5 +81,49 @@ fn send(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, group_send, send);
+/// One connection joins a room of N listed members (`presence_add`) and leaves (its channel
+/// dropped): without a presence window every member gets a join and a leave (O(N) per join);
+/// with one, the two go into the room's pending diff and cancel out (O(1); the diff of a real
+/// window is one event per member per window, whatever the number of joins).
+fn join_leave(c: &mut Criterion) {
+    let rt = runtime();
+    let meta = serde_json::json!({ "name": "someone" });
+    let mut group = c.benchmark_group("join_leave");
+    group.measurement_time(Duration::from_secs(3));
+    for n in [100usize, 1_000] {
+        for (label, window) in [
+            ("one_event_per_change", None),
+            ("presence_window", Some(Duration::from_secs(3600))),
+        ] {
+            let mut config = InMemoryConfig::default();
+            config.presence_window = window;
+            let layer = InMemoryChannelLayer::with_config(config);
+            let mut receivers = rt.block_on(members(&layer, "room", n));
+            for receiver in &receivers {
+                rt.block_on(layer.presence_add("room", receiver.name(), meta.clone()))
+                    .unwrap();
+            }
+            for receiver in &mut receivers {
+                while receiver.try_recv().is_some() {}
+            }
+            group.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let joiner = layer.new_channel().await.unwrap();
+                        layer
+                            .presence_add("room", joiner.name(), meta.clone())
+                            .await
+                            .unwrap();
+                    });
+                    for receiver in &mut receivers {
+                        while receiver.try_recv().is_some() {}
+                    }
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, group_send, send, join_leave);
 criterion_main!(benches);

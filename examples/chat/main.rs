@@ -102,6 +102,10 @@ struct Args {
     /// (`redis://127.0.0.1:7000,redis://127.0.0.1:7001`), as `--redis` does through one server.
     #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER", value_delimiter = ',')]
     redis_cluster: Vec<String>,
+    /// Milliseconds over which a room's joins and leaves are gathered into one `presence.diff`
+    /// (0: one `presence.join` or `presence.leave` per change).
+    #[arg(long, default_value_t = PRESENCE_WINDOW.as_millis() as u64)]
+    presence_window_ms: u64,
     /// With `--redis` or `--redis-cluster`: seconds after which the users of a process that stopped beating (it
     /// crashed) are shown as gone by the others.
     #[arg(long, default_value_t = 30.0)]
@@ -142,6 +146,8 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )),
         (None, true) => None,
     };
+    let presence_window =
+        (args.presence_window_ms > 0).then(|| Duration::from_millis(args.presence_window_ms));
     let layer: LayerHandle = match &redis {
         Some((base, urls)) => {
             let store = SharedStore::connect(urls, base.is_cluster()).await?;
@@ -149,13 +155,16 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 .share_in(store)
                 .await
                 .map_err(|e| e as Box<dyn std::error::Error>)?;
-            let config = redis_layer_config(base.clone(), args.capacity)
+            let mut config = redis_layer_config(base.clone(), args.capacity)
                 .process_ttl(Duration::from_secs_f64(args.process_ttl.max(0.1)));
+            config.presence_window = presence_window;
             LayerHandle::new(RedisChannelLayer::connect(config).await?)
         }
-        None => LayerHandle::new(InMemoryChannelLayer::with_config(memory_layer_config(
-            args.capacity,
-        ))),
+        None => {
+            let mut config = memory_layer_config(args.capacity);
+            config.presence_window = presence_window;
+            LayerHandle::new(InMemoryChannelLayer::with_config(config))
+        }
     };
     let mut hosts = args.allowed_hosts;
     hosts.extend([

@@ -47,6 +47,118 @@ enum Mode {
     Idle(IdleArgs),
     /// Connect-and-close handshakes per second.
     Churn(ChurnArgs),
+    /// Many clients joining one room at once: the frames the room's members receive over the
+    /// storm (presence traffic, history), per client.
+    Storm(StormArgs),
+}
+
+#[derive(ClapArgs)]
+struct StormArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Clients that join.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Handshakes in progress at once.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Seconds to keep reading after the last client joined.
+    #[arg(long, default_value_t = 2)]
+    settle: u64,
+    /// The room (default: a new one for each run).
+    #[arg(long)]
+    room: Option<String>,
+}
+
+async fn storm(args: StormArgs) -> std::io::Result<()> {
+    let target = Arc::new(args.target.clone());
+    let room = args.room.clone().unwrap_or_else(|| {
+        format!(
+            "storm{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+        )
+    });
+    let frames = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let joined = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let all_joined = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopped) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let started = Instant::now();
+    let clients = args.clients as u64;
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|n| {
+            let (target, room, permits) = (target.clone(), room.clone(), permits.clone());
+            let (frames, bytes, joined, failed) = (
+                frames.clone(),
+                bytes.clone(),
+                joined.clone(),
+                failed.clone(),
+            );
+            let all_joined = all_joined.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let permit = permits.acquire_owned().await;
+                let ws = connect(&target, n, &room, &format!("s{n}"), 64 << 10).await;
+                drop(permit);
+                let done = |count: &AtomicU64| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                };
+                let mut ws = match ws {
+                    Ok(ws) => ws,
+                    Err(_) => {
+                        done(&failed);
+                        if joined.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed)
+                            == clients
+                        {
+                            all_joined.notify_one();
+                        }
+                        return;
+                    }
+                };
+                done(&joined);
+                if joined.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) == clients {
+                    all_joined.notify_one();
+                }
+                loop {
+                    tokio::select! {
+                        _ = stopped.changed() => break,
+                        frame = ws.next() => match frame {
+                            Some(Ok(Message::Text(text))) => {
+                                frames.fetch_add(1, Ordering::Relaxed);
+                                bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                            }
+                            Some(Ok(_)) => {}
+                            _ => break,
+                        },
+                    }
+                }
+                let _ = ws.close(None).await;
+            })
+        })
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(120), all_joined.notified()).await;
+    let storm_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(args.settle)).await; // the last frames of the storm
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    let (frames, joined) = (
+        frames.load(Ordering::Relaxed),
+        joined.load(Ordering::Relaxed),
+    );
+    let report = serde_json::json!({
+        "mode": "storm", "clients": args.clients, "joined": joined,
+        "failed": failed.load(Ordering::Relaxed), "storm_s": storm_s,
+        "frames": frames, "bytes": bytes.load(Ordering::Relaxed),
+        "frames_per_client": frames as f64 / joined.max(1) as f64,
+    });
+    print_report(&report, args.target.json);
+    Ok(())
 }
 
 #[derive(ClapArgs, Clone)]
@@ -671,6 +783,7 @@ fn main() -> std::io::Result<()> {
             Mode::Fanout(args) => fanout(args).await,
             Mode::Idle(args) => idle(args).await,
             Mode::Churn(args) => churn(args).await,
+            Mode::Storm(args) => storm(args).await,
         }
     })
 }
