@@ -63,16 +63,6 @@ pub(crate) struct ChatMessage {
     pub(crate) stored: StoredMessage,
 }
 
-/// A history message, as the browser receives it.
-#[derive(Serialize)]
-struct HistoryOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    #[serde(flatten)]
-    stored: &'a StoredMessage,
-    history: bool,
-}
-
 /// How the page was caught up on joining: `{"type": "recovery", "asked": true, "recovered":
 /// true, "missed": 10, "position": "<epoch>:<offset>"}`. `asked`: the page gave `?since=`;
 /// `recovered`: what it missed came exactly (`missed` messages), otherwise the recent history
@@ -217,13 +207,12 @@ impl JsonWebSocketConsumer for ChatConsumer {
             }
             true
         } else {
-            for stored in self.history.recent(&self.room, HISTORY_ON_JOIN).await? {
-                let out = HistoryOut {
-                    kind: "message",
-                    stored: &stored,
-                    history: true,
-                };
-                ctx.feed_json(&out).await?;
+            for frame in self
+                .history
+                .recent_frames(&self.room, HISTORY_ON_JOIN)
+                .await?
+            {
+                ctx.feed_text(frame).await?;
             }
             false
         };

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
+use switchboard::websocket::Utf8Bytes;
 
 use super::consumer::now_ms;
 use super::HISTORY_ON_JOIN;
@@ -34,7 +35,8 @@ pub(crate) struct History {
 
 struct HistoryInner {
     db: Arc<Mutex<rusqlite::Connection>>,
-    rooms: Mutex<HashMap<String, VecDeque<StoredMessage>>>,
+    /// Each room's last messages, as the history frames a joiner receives (encoded once each).
+    rooms: Mutex<HashMap<String, VecDeque<Utf8Bytes>>>,
     next_id: AtomicI64,
     writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -82,6 +84,25 @@ impl SharedStore {
             Self::Cluster(connection) => invocation.invoke_async(&mut connection.clone()).await,
         }
     }
+}
+
+/// A stored message as a joiner receives it: `{"type": "message", .., "history": true}`.
+#[derive(Serialize)]
+struct HistoryOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(flatten)]
+    stored: &'a StoredMessage,
+    history: bool,
+}
+
+fn history_frame(stored: &StoredMessage) -> Utf8Bytes {
+    let out = HistoryOut {
+        kind: "message",
+        stored,
+        history: true,
+    };
+    serde_json::to_string(&out).unwrap_or_default().into()
 }
 
 /// Redis key of the message-id counter shared by every chat process.
@@ -180,7 +201,7 @@ impl History {
         }
         let db = self.inner.db.clone();
         let key = room.to_owned();
-        let loaded = tokio::task::spawn_blocking(move || -> rusqlite::Result<VecDeque<StoredMessage>> {
+        let loaded = tokio::task::spawn_blocking(move || -> rusqlite::Result<VecDeque<Utf8Bytes>> {
             let db = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let mut query = db.prepare_cached(
                 "SELECT id, message, user, time FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
@@ -193,9 +214,9 @@ impl History {
                     time: row.get::<_, i64>(3)? as u64,
                 })
             })?;
-            let mut messages = rows.collect::<rusqlite::Result<VecDeque<_>>>()?;
-            messages.make_contiguous().reverse();
-            Ok(messages)
+            let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            messages.reverse();
+            Ok(messages.iter().map(history_frame).collect())
         })
         .await??;
         // A load that lost a race keeps what the winner (and any message since) put there.
@@ -248,7 +269,7 @@ impl History {
         {
             let mut rooms = self.inner.rooms.lock().unwrap();
             let recent = rooms.entry(room.to_owned()).or_default();
-            recent.push_back(stored.clone());
+            recent.push_back(history_frame(&stored));
             while recent.len() > HISTORY_ON_JOIN {
                 recent.pop_front();
             }
@@ -267,12 +288,14 @@ impl History {
         Ok(())
     }
 
-    /// The last `limit` messages of `room`, oldest first.
-    pub(crate) async fn recent(
+    /// The last `limit` messages of `room`, oldest first, as history frames
+    /// (`{"type": "message", .., "history": true}`): encoded once per message, shared by every
+    /// joiner (in memory), or completed from Redis' JSON without parsing it (shared).
+    pub(crate) async fn recent_frames(
         &self,
         room: &str,
         limit: usize,
-    ) -> switchboard::Result<Vec<StoredMessage>> {
+    ) -> switchboard::Result<Vec<Utf8Bytes>> {
         if let Some(redis) = &self.inner.shared {
             let stored: Vec<String> = redis
                 .query(
@@ -285,15 +308,24 @@ impl History {
             if !stored.is_empty() {
                 return Ok(stored
                     .iter()
-                    .filter_map(|json| serde_json::from_str(json).ok())
+                    .filter_map(|json| {
+                        // `{"id":..,..}` → `{"type":"message","id":..,..,"history":true}`
+                        let fields = json.trim().strip_prefix('{')?.strip_suffix('}')?;
+                        Some(Utf8Bytes::from(format!(
+                            "{{\"type\":\"message\",{fields},\"history\":true}}"
+                        )))
+                    })
                     .collect());
             }
         }
         self.load(room).await?;
         let rooms = self.inner.rooms.lock().unwrap();
-        let recent = rooms
-            .get(room)
-            .map(|r| r.iter().rev().take(limit).rev().cloned().collect());
+        let recent = rooms.get(room).map(|r| {
+            r.iter()
+                .skip(r.len().saturating_sub(limit))
+                .cloned()
+                .collect()
+        });
         Ok(recent.unwrap_or_default())
     }
 

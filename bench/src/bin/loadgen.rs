@@ -265,6 +265,10 @@ async fn say_and_hear(ws: &mut Ws, token: &str) -> bool {
     let heard = async {
         while let Some(Ok(frame)) = ws.next().await {
             if let Message::Text(text) = frame {
+                // Only a frame that mentions the token is parsed (a joiner gets a history first).
+                if !text.contains(token) {
+                    continue;
+                }
                 let back = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
                     .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned));
