@@ -10,6 +10,7 @@
 #   benches/compare.sh                 # about 15 minutes
 #   RUNS=1 DURATION=5 benches/compare.sh
 #   SKIP_CHANNELS=1 SKIP_IDLE=1 benches/compare.sh
+#   SERVERS="chat floor" benches/compare.sh   # a subset
 #
 # Each server runs on core 0 with one runtime thread, the load generator on core 1 (DESIGN.md,
 # "Measuring on these machines"). Every round runs every server once, in turn, so that drift on
@@ -35,9 +36,9 @@ cargo build -q --release --example chat --example tutorial
 cargo build -q --release -p switchboard-bench
 loadgen=target/release/loadgen
 
-servers=(chat tutorial axum floor)
+read -r -a servers <<< "${SERVERS:-chat tutorial axum floor}"
 [ -n "${AXUM_UNTUNED:-}" ] && servers+=(axum_untuned)
-if [ -z "${SKIP_CHANNELS:-}" ]; then
+if [ -z "${SKIP_CHANNELS:-}" ] && [ -z "${SERVERS:-}" ]; then
     if python3 -m venv "$work/venv" >/dev/null 2>&1 \
         && "$work/venv/bin/pip" install -q channels daphne >/dev/null 2>&1; then
         servers+=(channels)
@@ -119,6 +120,10 @@ if [ -z "${SKIP_IDLE:-}" ]; then
     done
 fi
 
+# The raw results stay for a closer look (one JSON line per run).
+cp "$results" "${RESULTS:-/tmp/switchboard-compare.jsonl}"
+echo "raw results: ${RESULTS:-/tmp/switchboard-compare.jsonl}" >&2
+
 python3 - "$results" <<'PY'
 import json, statistics, sys
 
@@ -175,6 +180,9 @@ for n, row in enumerate(lines):
 print()
 print("Ratios: the median over rounds of the two servers' figures in the same round; for latency")
 print("and memory, lower is better (a ratio under 1× is the switchboard row ahead).")
+for r in rows:
+    if (r["result"].get("lost") or 0) > 0 and r["server"] in ("chat", "floor", "axum"):
+        print(f"  {names[r['server']]}, round {r['round']}, {r['scenario']}: lost {r['result']['lost']}")
 for s in servers:
     lost = sum(total(s, sc, "lost") for sc in ("fanout", "fanout_stalled", "latency"))
     dup = sum(total(s, sc, "duplicates") for sc in ("fanout", "fanout_stalled", "latency"))

@@ -344,12 +344,20 @@ enum WriterDb {
     Shared(Arc<Mutex<rusqlite::Connection>>),
 }
 
+/// How long the writer gathers messages after the first of a batch: one wake-up and one commit
+/// per period at most, however busy the rooms are (a message reaches the disk within this, or
+/// within [`History::close`]).
+const WRITE_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The writer thread: takes what is queued, commits it in one transaction, repeats.
 fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<(String, StoredMessage)>) {
     let mut batch = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
-        while batch.len() < 512 {
+        // Not a wait for anything: the messages of the next few milliseconds join this batch,
+        // so that a busy chat wakes this thread (and commits) ~50 times a second, not per message.
+        std::thread::sleep(WRITE_PERIOD);
+        while batch.len() < WRITE_QUEUE {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
