@@ -356,6 +356,8 @@ fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<(String, S
         batch.push(first);
         // Not a wait for anything: the messages of the next few milliseconds join this batch,
         // so that a busy chat wakes this thread (and commits) ~50 times a second, not per message.
+        // This is the writer's own thread, never the runtime's.
+        #[allow(clippy::disallowed_methods)]
         std::thread::sleep(WRITE_PERIOD);
         while batch.len() < WRITE_QUEUE {
             match queue.try_recv() {
