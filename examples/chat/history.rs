@@ -118,6 +118,18 @@ static ADD_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new
     )
 });
 
+/// `add` on one server: the next id of counter `KEYS[1]`, and the message (`ARGV[1]`, as in
+/// [`ADD_SCRIPT`]) pushed onto the room's list `KEYS[2]`, trimmed to the last `ARGV[2]`; returns
+/// the id.
+static ADD_WITH_ID_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local id = redis.call('INCR', KEYS[1]) \
+         redis.call('RPUSH', KEYS[2], '{\"id\":' .. id .. ',' .. string.sub(ARGV[1], 2)) \
+         redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1) \
+         return id",
+    )
+});
+
 fn redis_room_key(room: &str) -> String {
     format!("chat:history:{room}")
 }
@@ -237,8 +249,8 @@ impl History {
         message: &str,
     ) -> switchboard::Result<StoredMessage> {
         if let Some(redis) = &self.inner.shared {
-            // Two round trips: the id from the shared counter, then the message onto the room's
-            // list (its JSON completed with the id in Redis), the list trimmed to the last 50.
+            // The id from the shared counter, the message onto the room's list (its JSON
+            // completed with the id in Redis), the list trimmed to the last 50.
             let mut stored = StoredMessage {
                 id: 0,
                 message: message.to_owned(),
@@ -250,12 +262,22 @@ impl History {
             if let Some(fields) = fields.as_object_mut() {
                 fields.remove("id");
             }
-            stored.id = redis.query(redis::cmd("INCR").arg(REDIS_NEXT_ID)).await?;
-            let mut add = ADD_SCRIPT.key(redis_room_key(room));
-            add.arg(stored.id)
-                .arg(fields.to_string())
-                .arg(HISTORY_ON_JOIN);
-            redis.invoke::<()>(&add).await?;
+            if matches!(redis, SharedStore::Single(_)) {
+                // One round trip: the id and the push in one script (both keys on the server).
+                let mut add = ADD_WITH_ID_SCRIPT.key(REDIS_NEXT_ID);
+                add.key(redis_room_key(room))
+                    .arg(fields.to_string())
+                    .arg(HISTORY_ON_JOIN);
+                stored.id = redis.invoke(&add).await?;
+            } else {
+                // On a cluster the counter and the room's list are in different slots.
+                stored.id = redis.query(redis::cmd("INCR").arg(REDIS_NEXT_ID)).await?;
+                let mut add = ADD_SCRIPT.key(redis_room_key(room));
+                add.arg(stored.id)
+                    .arg(fields.to_string())
+                    .arg(HISTORY_ON_JOIN);
+                redis.invoke::<()>(&add).await?;
+            }
             self.write_behind(room, &stored).await?;
             return Ok(stored);
         }
