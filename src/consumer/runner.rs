@@ -182,7 +182,7 @@ async fn serve<C: WebSocketConsumer>(
 ) {
     match tokio::time::timeout(env.handshake_timeout, guarded(consumer.connect(&mut ctx))).await {
         Ok(Ok(())) => {}
-        Ok(Err(failure)) => fail(&mut ctx, "connect", failure).await,
+        Ok(Err(failure)) => Box::pin(fail(&mut ctx, "connect", failure)).await,
         Err(_) => {
             tracing::warn!(target: "switchboard::consumer", "connect did not answer the handshake in time: 503");
             ctx.refuse(StatusCode::SERVICE_UNAVAILABLE);
@@ -215,7 +215,7 @@ async fn serve<C: WebSocketConsumer>(
             biased;
             () = env.shutdown.cancelled() => {
                 // On failure the phase is `Closed` and the loop ends with 1006.
-                let _ = ctx.close(close_code::GOING_AWAY, "server shutting down").await;
+                let _ = Box::pin(ctx.close(close_code::GOING_AWAY, "server shutting down")).await;
             }
             () = &mut keep_alive, if env.ping_interval.is_some() => {
                 let now = Instant::now();
@@ -229,7 +229,7 @@ async fn serve<C: WebSocketConsumer>(
                 // No new ping while one is unanswered: its deadline must not move.
                 if unanswered.is_none() && now >= next_ping {
                     // A failed send leaves the phase `Closed`: the loop ends.
-                    let _ = ctx.send_frame(tungstenite::Message::Ping(bytes::Bytes::new())).await;
+                    let _ = Box::pin(ctx.send_frame(tungstenite::Message::Ping(bytes::Bytes::new()))).await;
                     ping_sent = Some(now);
                     next_ping = now + ping_every;
                 }
@@ -251,7 +251,7 @@ async fn serve<C: WebSocketConsumer>(
                     Some(Ok(tungstenite::Message::Close(frame))) => {
                         let code = frame.map_or(close_code::NO_STATUS, |f| f.code.into());
                         // tungstenite queued the close reply; write it out, briefly.
-                        let _ = tokio::time::timeout(env.close_timeout, socket.flush()).await;
+                        let _ = Box::pin(tokio::time::timeout(env.close_timeout, socket.flush())).await;
                         break code;
                     }
                     Some(Ok(_)) => continue, // ping, pong: tungstenite answers pings itself
@@ -263,14 +263,14 @@ async fn serve<C: WebSocketConsumer>(
                                 code: code.into(),
                                 reason: crate::websocket::truncate_reason(&error.to_string()).into(),
                             };
-                            let _ = tokio::time::timeout(env.close_timeout, socket.close(Some(frame))).await;
+                            let _ = Box::pin(tokio::time::timeout(env.close_timeout, socket.close(Some(frame)))).await;
                         }
                         break code;
                     }
                     None => break close_code::ABNORMAL,
                 };
                 if let Err(failure) = guarded(consumer.receive(&mut ctx, message)).await {
-                    fail(&mut ctx, "receive", failure).await;
+                    Box::pin(fail(&mut ctx, "receive", failure)).await;
                 }
             }
             // Before the inbox: what a task sent through its handle goes out before an event it
@@ -278,8 +278,8 @@ async fn serve<C: WebSocketConsumer>(
             Some(outbound) = next_outbound(&mut ctx.outbound_receiver) => {
                 // A failed send leaves the phase `Closed`; the loop then ends with 1006.
                 let _ = match outbound {
-                    Outbound::Frame(frame) => ctx.send_frame(frame).await,
-                    Outbound::Close(code, reason) => ctx.close(code, &reason).await,
+                    Outbound::Frame(frame) => Box::pin(ctx.send_frame(frame)).await,
+                    Outbound::Close(code, reason) => Box::pin(ctx.close(code, &reason)).await,
                 };
             }
             event = inbox.recv() => {
@@ -310,7 +310,7 @@ async fn serve<C: WebSocketConsumer>(
                             buffered = false;
                         }
                         if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
-                            fail(&mut ctx, "event", failure).await;
+                            Box::pin(fail(&mut ctx, "event", failure)).await;
                             break;
                         }
                     }
@@ -336,7 +336,7 @@ async fn serve<C: WebSocketConsumer>(
     // We sent a close frame: wait (briefly) for the client's, discarding what comes before it.
     if let Phase::Closing(socket, _) = &mut ctx.phase {
         let drain = async { while let Some(Ok(_)) = socket.next().await {} };
-        let _ = tokio::time::timeout(env.close_timeout, drain).await;
+        let _ = Box::pin(tokio::time::timeout(env.close_timeout, drain)).await;
     }
     // As Channels does before `disconnect`: leave every group. Dropping the channel does it, and
     // drops the events still queued. Then the socket: TCP closes before `disconnect` runs.
