@@ -252,16 +252,28 @@ impl Context {
     }
 
     /// Whether `event` was already given back by [`recover`](Self::recover) (or is part of what
-    /// it answered `NotRecovered` at).
-    pub(crate) fn was_recovered(&self, event: &Event) -> bool {
+    /// it answered `NotRecovered` at). A stream's events reach a member in offset order, so the
+    /// first one past a mark means no later one can be at or before it: the mark is dropped, and
+    /// the per-event check is back to an empty `Vec`.
+    pub(crate) fn was_recovered(&mut self, event: &Event) -> bool {
         if self.recovered_through.is_empty() {
             return false;
         }
-        event.position().is_some_and(|position| {
-            self.recovered_through
-                .iter()
-                .any(|mark| mark.epoch == position.epoch && position.offset <= mark.offset)
-        })
+        let Some(position) = event.position() else {
+            return false;
+        };
+        let Some(at) = self
+            .recovered_through
+            .iter()
+            .position(|mark| mark.epoch == position.epoch)
+        else {
+            return false;
+        };
+        if position.offset <= self.recovered_through[at].offset {
+            return true;
+        }
+        self.recovered_through.swap_remove(at);
+        false
     }
 
     /// The connection's scope: path, headers, `url_route`, extensions from middleware.
