@@ -11,6 +11,10 @@
 #   RUNS=1 DURATION=5 benches/compare.sh
 #   SKIP_CHANNELS=1 SKIP_IDLE=1 benches/compare.sh
 #   SERVERS="chat floor" benches/compare.sh   # a subset
+#   SERVERS="chat chat_b floor" CHAT_B_ENV="SWITCHBOARD_WRITE_BUFFER_SIZE=131072" \
+#       SCENARIOS="fanout latency" benches/compare.sh   # an A/B of the chat in the same rounds
+#   SERVERS="chat chat_b" CHAT_B_BIN=/tmp/old/target/release/examples/chat benches/compare.sh
+#       # the same against another build (e.g. a worktree of the previous commit)
 #
 # Each server runs on core 0 with one runtime thread, the load generator on core 1 (DESIGN.md,
 # "Measuring on these machines"). Every round runs every server once, in turn, so that drift on
@@ -50,7 +54,7 @@ fi
 port_of() {
     case $1 in
         chat) echo 8000 ;; axum) echo 8001 ;; channels) echo 8002 ;; floor) echo 8003 ;;
-        tutorial) echo 8004 ;; axum_untuned) echo 8005 ;;
+        tutorial) echo 8004 ;; axum_untuned) echo 8005 ;; chat_b) echo 8006 ;;
     esac
 }
 
@@ -59,6 +63,9 @@ start() {
     local port; port=$(port_of "$1")
     case $1 in
         chat) taskset -c 0 target/release/examples/chat --addr "127.0.0.1:$port" \
+                    --db "$work/chat-$RANDOM.sqlite3" --threads 1 >/dev/null 2>&1 & ;;
+        chat_b) read -r -a assignments <<< "${CHAT_B_ENV:-}"
+                env "${assignments[@]}" taskset -c 0 "${CHAT_B_BIN:-target/release/examples/chat}" --addr "127.0.0.1:$port" \
                     --db "$work/chat-$RANDOM.sqlite3" --threads 1 >/dev/null 2>&1 & ;;
         tutorial) taskset -c 0 target/release/examples/tutorial --addr "127.0.0.1:$port" \
                     --threads 1 >/dev/null 2>&1 & ;;
@@ -102,10 +109,15 @@ for round in $(seq 1 "$RUNS"); do
     for server in "${servers[@]}"; do
         echo "== round $round: $server" >&2
         pid=$(start "$server")
-        run "$server" "$round" fanout fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION"
-        run "$server" "$round" fanout_stalled fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION" --stalled 1
-        run "$server" "$round" latency fanout --clients 100 --senders 10 --rate 100 --size 64 --duration "$DURATION"
-        run "$server" "$round" churn churn --concurrency 64 --duration "$DURATION" --sources 8 --rooms 100 --message
+        for scenario in ${SCENARIOS:-fanout fanout_stalled latency churn}; do
+            case $scenario in
+                fanout) run "$server" "$round" fanout fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION" ;;
+                fanout_stalled) run "$server" "$round" fanout_stalled fanout --clients "$CLIENTS" --senders 10 --window 16 --size 64 --duration "$DURATION" --stalled 1 ;;
+                latency) run "$server" "$round" latency fanout --clients 100 --senders 10 --rate 100 --size 64 --duration "$DURATION" ;;
+                churn) run "$server" "$round" churn churn --concurrency 64 --duration "$DURATION" --sources 8 --rooms 100 --message ;;
+                *) echo "unknown scenario $scenario (fanout, fanout_stalled, latency, churn)" >&2; exit 1 ;;
+            esac
+        done
         stop "$pid"
     done
 done
@@ -124,6 +136,9 @@ fi
 cp "$results" "${RESULTS:-/tmp/switchboard-compare.jsonl}"
 echo "raw results: ${RESULTS:-/tmp/switchboard-compare.jsonl}" >&2
 
+case " ${servers[*]} " in
+    *" chat_b "*) echo "chat B: ${CHAT_B_BIN:-target/release/examples/chat} with ${CHAT_B_ENV:-no settings}" ;;
+esac
 python3 - "$results" <<'PY'
 import json, statistics, sys
 
@@ -147,7 +162,7 @@ def ratio(a, b, scenario, key):
 def total(server, scenario, key):
     return sum((r["result"].get(key) or 0) for r in rows if r["server"] == server and r["scenario"] == scenario)
 
-names = {"chat": "chat", "tutorial": "tutorial", "axum": "axum (nodelay)", "axum_untuned": "axum (Nagle on)",
+names = {"chat": "chat", "chat_b": "chat B", "tutorial": "tutorial", "axum": "axum (nodelay)", "axum_untuned": "axum (Nagle on)",
          "floor": "floor", "channels": "Channels"}
 servers = [s for s in names if any(r["server"] == s for r in rows)]
 metrics = [
@@ -162,7 +177,9 @@ clients = next((r["result"].get("clients") for r in rows if r["scenario"] == "fa
 def fmt(v):
     if v is None: return "—"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
-pairs = [(a, b) for a in ("chat", "tutorial") for b in ("floor", "axum") if a in servers and b in servers]
+pairs = [(a, b) for a in ("chat", "chat_b", "tutorial") for b in ("floor", "axum") if a in servers and b in servers]
+if "chat_b" in servers and "chat" in servers:
+    pairs.append(("chat_b", "chat"))
 header = ["metric"] + [names[s] for s in servers] + [f"{a} ÷ {names[b]}" for a, b in pairs]
 lines = [header]
 for label, scenario, key, higher in metrics:
@@ -181,7 +198,7 @@ print()
 print("Ratios: the median over rounds of the two servers' figures in the same round; for latency")
 print("and memory, lower is better (a ratio under 1× is the switchboard row ahead).")
 for r in rows:
-    if (r["result"].get("lost") or 0) > 0 and r["server"] in ("chat", "floor", "axum"):
+    if (r["result"].get("lost") or 0) > 0 and r["server"] in ("chat", "chat_b", "floor", "axum"):
         print(f"  {names[r['server']]}, round {r['round']}, {r['scenario']}: lost {r['result']['lost']}")
 for s in servers:
     lost = sum(total(s, sc, "lost") for sc in ("fanout", "fanout_stalled", "latency"))

@@ -387,8 +387,12 @@ impl Context {
             Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
             _ => return Err(WebSocketError::Closed),
         };
-        let written = bounded(self.write_timeout, socket.send(frame)).await;
-        self.unflushed += 1; // `send` writes out what was buffered too
+        let written = bounded(self.write_timeout, async {
+            connection::feed(socket, frame).await?;
+            socket.flush().await
+        })
+        .await;
+        self.unflushed += 1; // the flush writes out what was buffered too
         if matches!(written, Some(Ok(()))) {
             self.count_sent();
         }
@@ -423,7 +427,9 @@ impl Context {
     /// Puts a text message in the socket's buffer without writing it out; [`flush`](Self::flush)
     /// (or any `send_*`) writes everything buffered with one write. For sending many messages
     /// at once (a history on joining): one system call instead of one each. The buffer also
-    /// goes out by itself when it passes 128 KiB.
+    /// goes out by itself when it passes
+    /// [`ServerConfig::write_buffer_size`](crate::ServerConfig::write_buffer_size) (64 KiB by
+    /// default).
     ///
     /// # Errors
     ///
@@ -435,7 +441,7 @@ impl Context {
             Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
             _ => return Err(WebSocketError::Closed),
         };
-        let written = bounded(self.write_timeout, socket.feed(frame)).await;
+        let written = bounded(self.write_timeout, connection::feed(socket, frame)).await;
         self.unflushed += 1;
         self.settle_write(written)
     }

@@ -338,6 +338,15 @@ async fn serve<C: WebSocketConsumer>(
         let drain = async { while let Some(Ok(_)) = socket.next().await {} };
         let _ = Box::pin(tokio::time::timeout(env.close_timeout, drain)).await;
     }
+    // tungstenite ends a server's side of the close handshake by handing its last frame to the
+    // connection's write buffer without flushing it (it expects the byte stream to write at
+    // once): write it out.
+    if let Phase::Open(socket) | Phase::Closing(socket, _) = &mut ctx.phase {
+        if socket.get_ref().has_pending_writes() {
+            let written = tokio::io::AsyncWriteExt::flush(socket.get_mut());
+            let _ = Box::pin(tokio::time::timeout(env.close_timeout, written)).await;
+        }
+    }
     // As Channels does before `disconnect`: leave every group. Dropping the channel does it, and
     // drops the events still queued. Then the socket: TCP closes before `disconnect` runs.
     drop(inbox);

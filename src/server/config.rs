@@ -33,6 +33,11 @@ pub struct ServerConfig {
     /// Each WebSocket's read buffer, in bytes, allocated when it is accepted. Small keeps idle
     /// connections cheap; large helps connections that receive a lot. Default 1 KiB.
     pub read_buffer_size: usize,
+    /// Bytes of outgoing frames a WebSocket gathers before it writes them to its socket: frames
+    /// that are ready together (a broadcast burst, a history on joining) go out in one write up
+    /// to this size, and a sender that gets past it waits for the socket. The buffer is freed
+    /// once written, so an idle connection keeps none. Default 64 KiB.
+    pub write_buffer_size: usize,
     /// What happens to a client that stops reading. Default: disconnected after 30 s.
     pub slow_client: SlowClientPolicy,
     /// How often an open WebSocket is pinged (keep-alive through proxies, and dead-peer
@@ -92,6 +97,7 @@ impl Default for ServerConfig {
             max_message_size: 1 << 20,
             max_frame_size: 1 << 20,
             read_buffer_size: 1 << 10,
+            write_buffer_size: 64 << 10,
             slow_client: SlowClientPolicy::Disconnect {
                 after: Duration::from_secs(30),
             },
@@ -109,6 +115,7 @@ impl ServerConfig {
     pub(crate) fn websocket(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)
+            .write_buffer_size(self.write_buffer_size)
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_frame_size))
     }

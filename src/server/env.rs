@@ -47,6 +47,7 @@ impl ServerConfig {
     /// | `SWITCHBOARD_MAX_MESSAGE_SIZE` | [`max_message_size`](Self::max_message_size) |
     /// | `SWITCHBOARD_MAX_FRAME_SIZE` | [`max_frame_size`](Self::max_frame_size) |
     /// | `SWITCHBOARD_READ_BUFFER_SIZE` | [`read_buffer_size`](Self::read_buffer_size) |
+    /// | `SWITCHBOARD_WRITE_BUFFER_SIZE` | [`write_buffer_size`](Self::write_buffer_size) |
     /// | `SWITCHBOARD_SLOW_CLIENT` | [`slow_client`](Self::slow_client): `drop`, or seconds before disconnecting |
     /// | `SWITCHBOARD_PING_INTERVAL` | [`ping_interval`](Self::ping_interval): seconds, or `off` |
     /// | `SWITCHBOARD_PONG_TIMEOUT` | [`pong_timeout`](Self::pong_timeout) |
@@ -126,10 +127,14 @@ impl ServerConfig {
                 *field = found.unwrap_or(*field);
             }
         }
-        let sizes: [(&'static str, &mut usize); 3] = [
+        let sizes: [(&'static str, &mut usize); 4] = [
             ("SWITCHBOARD_MAX_MESSAGE_SIZE", &mut config.max_message_size),
             ("SWITCHBOARD_MAX_FRAME_SIZE", &mut config.max_frame_size),
             ("SWITCHBOARD_READ_BUFFER_SIZE", &mut config.read_buffer_size),
+            (
+                "SWITCHBOARD_WRITE_BUFFER_SIZE",
+                &mut config.write_buffer_size,
+            ),
         ];
         for (variable, field) in sizes {
             if let Some(value) = lookup(variable) {
@@ -216,6 +221,7 @@ mod tests {
             ("SWITCHBOARD_MAX_MESSAGE_SIZE", "65536"),
             ("SWITCHBOARD_MAX_FRAME_SIZE", "16384"),
             ("SWITCHBOARD_READ_BUFFER_SIZE", "4096"),
+            ("SWITCHBOARD_WRITE_BUFFER_SIZE", "8192"),
             ("SWITCHBOARD_SLOW_CLIENT", "drop"),
             ("SWITCHBOARD_PING_INTERVAL", "OFF"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "10000"),
@@ -232,6 +238,7 @@ mod tests {
         assert_eq!(config.max_message_size, 65536);
         assert_eq!(config.max_frame_size, 16384);
         assert_eq!(config.read_buffer_size, 4096);
+        assert_eq!(config.write_buffer_size, 8192);
         assert_eq!(config.slow_client, SlowClientPolicy::DropMessages);
         assert_eq!(config.ping_interval, None);
         assert_eq!(config.max_connections, Some(10000));
