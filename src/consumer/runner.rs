@@ -139,7 +139,50 @@ async fn fail(ctx: &mut Context, handler: &'static str, failure: Failure) {
 }
 
 /// Serves one connection with `consumer`, from the pending handshake to `disconnect`.
-pub(crate) async fn run<C: WebSocketConsumer>(consumer: C, handshake: Handshake) {
+///
+/// Two futures chained by `then` rather than one `async fn`: an `async fn` keeps a slot for each
+/// argument for its whole life and moves the arguments into locals as well, so every open
+/// connection carried its context and consumer twice (about 2 KiB). Here the first stage's
+/// state and the second's share their bytes, and the second stage borrows what it owns.
+pub(crate) fn run<C: WebSocketConsumer>(
+    consumer: C,
+    handshake: Handshake,
+) -> impl Future<Output = ()> + Send {
+    start(consumer, handshake).then(|mut started| async move {
+        let Some(Started {
+            consumer,
+            ctx,
+            inbox,
+            env,
+            span,
+        }) = &mut started
+        else {
+            return;
+        };
+        let inbox = inbox.take().expect("taken once");
+        let connection = serve(consumer, ctx, inbox, env);
+        // Entering a span on every poll costs even when it is disabled: only instrument a live
+        // one.
+        if span.is_disabled() {
+            connection.await;
+        } else {
+            connection.instrument(span.clone()).await;
+        }
+    })
+}
+
+/// What [`start`] made for [`serve`].
+struct Started<C> {
+    consumer: C,
+    ctx: Context,
+    inbox: Option<crate::layer::ChannelReceiver>,
+    env: std::sync::Arc<crate::application::ConnectionEnv>,
+    span: tracing::Span,
+}
+
+/// The connection's channel and context; `None` (and the handshake answered 500) if the layer
+/// cannot make a channel.
+async fn start<C: WebSocketConsumer>(consumer: C, handshake: Handshake) -> Option<Started<C>> {
     let (scope, pending) = handshake.into_parts();
     let env = pending.env.clone();
     let inbox = match env.layer.new_channel().await {
@@ -147,7 +190,7 @@ pub(crate) async fn run<C: WebSocketConsumer>(consumer: C, handshake: Handshake)
         Err(error) => {
             tracing::error!(target: "switchboard::consumer", %error, "could not make a channel for a new connection");
             pending.reject(StatusCode::INTERNAL_SERVER_ERROR);
-            return;
+            return None;
         }
     };
     let span = tracing::debug_span!(
@@ -165,24 +208,24 @@ pub(crate) async fn run<C: WebSocketConsumer>(consumer: C, handshake: Handshake)
         env.write_timeout,
         env.traffic.clone(),
     );
-    let connection = serve(consumer, ctx, inbox, &env);
-    // Entering a span on every poll costs even when it is disabled: only instrument a live one.
-    if span.is_disabled() {
-        connection.await;
-    } else {
-        connection.instrument(span).await;
-    }
+    Some(Started {
+        consumer,
+        ctx,
+        inbox: Some(inbox),
+        env,
+        span,
+    })
 }
 
 async fn serve<C: WebSocketConsumer>(
-    mut consumer: C,
-    mut ctx: Context,
+    consumer: &mut C,
+    ctx: &mut Context,
     mut inbox: crate::layer::ChannelReceiver,
     env: &crate::application::ConnectionEnv,
 ) {
-    match tokio::time::timeout(env.handshake_timeout, guarded(consumer.connect(&mut ctx))).await {
+    match tokio::time::timeout(env.handshake_timeout, guarded(consumer.connect(ctx))).await {
         Ok(Ok(())) => {}
-        Ok(Err(failure)) => Box::pin(fail(&mut ctx, "connect", failure)).await,
+        Ok(Err(failure)) => Box::pin(fail(ctx, "connect", failure)).await,
         Err(_) => {
             tracing::warn!(target: "switchboard::consumer", "connect did not answer the handshake in time: 503");
             ctx.refuse(StatusCode::SERVICE_UNAVAILABLE);
@@ -269,8 +312,8 @@ async fn serve<C: WebSocketConsumer>(
                     }
                     None => break close_code::ABNORMAL,
                 };
-                if let Err(failure) = guarded(consumer.receive(&mut ctx, message)).await {
-                    Box::pin(fail(&mut ctx, "receive", failure)).await;
+                if let Err(failure) = guarded(consumer.receive(ctx, message)).await {
+                    Box::pin(fail(ctx, "receive", failure)).await;
                 }
             }
             // Before the inbox: what a task sent through its handle goes out before an event it
@@ -309,8 +352,8 @@ async fn serve<C: WebSocketConsumer>(
                             let _ = ctx.flush().await;
                             buffered = false;
                         }
-                        if let Err(failure) = guarded(consumer.event(&mut ctx, event)).await {
-                            Box::pin(fail(&mut ctx, "event", failure)).await;
+                        if let Err(failure) = guarded(consumer.event(ctx, event)).await {
+                            Box::pin(fail(ctx, "event", failure)).await;
                             break;
                         }
                     }
@@ -352,7 +395,7 @@ async fn serve<C: WebSocketConsumer>(
     drop(inbox);
     ctx.phase = Phase::Closed;
     tracing::debug!(target: "switchboard::consumer", code, "disconnected");
-    if let Err(failure) = guarded(consumer.disconnect(&mut ctx, code)).await {
+    if let Err(failure) = guarded(consumer.disconnect(ctx, code)).await {
         failure.log("websocket", "disconnect", "the connection is over");
     }
 }
