@@ -1,12 +1,12 @@
 //! The connection under a consumer: the byte stream an accepted handshake hands over (hyper's
 //! upgrade, or the testing module's in-memory pipe), private to the consumer module.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use futures_util::SinkExt;
 use http::HeaderMap;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
@@ -157,35 +157,160 @@ pub(crate) async fn accept(
     Ok(WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await)
 }
 
-/// The longest frame [`feed`] makes, in payload bytes.
+/// The longest frame [`Write`] makes, in payload bytes.
 pub(crate) const MAX_FRAME: usize = 1 << 10;
 
-/// Buffers `message` in `socket`. A text or binary message longer than [`MAX_FRAME`] goes as
-/// fragments of that size (RFC 6455 §5.4, which every client reassembles; the payload is shared,
-/// not copied): tungstenite formats each frame in a buffer that keeps the largest size it ever
-/// reached, for the connection's life, so frames stay small.
-pub(crate) async fn feed(
-    socket: &mut Socket,
-    message: tungstenite::Message,
-) -> Result<(), tungstenite::Error> {
-    let fragment = MAX_FRAME;
-    let (payload, data) = match message {
-        tungstenite::Message::Text(text) if text.len() > fragment => {
-            (Bytes::from(text), Data::Text)
+/// What a [`Write`] still has to hand to the socket.
+enum Outgoing {
+    Nothing,
+    Whole(tungstenite::Message),
+    /// The rest of a message sent as fragments: `payload[at..]`, the next frame's opcode.
+    Fragments {
+        payload: Bytes,
+        at: usize,
+        opcode: OpCode,
+    },
+}
+
+impl Outgoing {
+    /// A text or binary message longer than [`MAX_FRAME`] goes as fragments of that size (RFC
+    /// 6455 §5.4, which every client reassembles; the payload is shared, not copied):
+    /// tungstenite formats each frame in a buffer that keeps the largest size it ever reached,
+    /// for the connection's life, so frames stay small.
+    fn new(message: tungstenite::Message) -> Self {
+        let (payload, data) = match message {
+            tungstenite::Message::Text(text) if text.len() > MAX_FRAME => {
+                (Bytes::from(text), Data::Text)
+            }
+            tungstenite::Message::Binary(bytes) if bytes.len() > MAX_FRAME => (bytes, Data::Binary),
+            message => return Self::Whole(message),
+        };
+        Self::Fragments {
+            payload,
+            at: 0,
+            opcode: OpCode::Data(data),
         }
-        tungstenite::Message::Binary(bytes) if bytes.len() > fragment => (bytes, Data::Binary),
-        message => return socket.feed(message).await,
-    };
-    let mut opcode = OpCode::Data(data);
-    let mut start = 0;
-    while start < payload.len() {
-        let end = payload.len().min(start + fragment);
-        let frame = Frame::message(payload.slice(start..end), opcode, end == payload.len());
-        socket.feed(tungstenite::Message::Frame(frame)).await?;
-        opcode = OpCode::Data(Data::Continue);
-        start = end;
     }
-    Ok(())
+
+    fn next_frame(&mut self) -> Option<tungstenite::Message> {
+        match std::mem::replace(self, Self::Nothing) {
+            Self::Nothing => None,
+            Self::Whole(message) => Some(message),
+            Self::Fragments {
+                payload,
+                at,
+                opcode,
+            } => {
+                let end = payload.len().min(at + MAX_FRAME);
+                let last = end == payload.len();
+                let frame = Frame::message(payload.slice(at..end), opcode, last);
+                if !last {
+                    *self = Self::Fragments {
+                        payload,
+                        at: end,
+                        opcode: OpCode::Data(Data::Continue),
+                    };
+                }
+                Some(tungstenite::Message::Frame(frame))
+            }
+        }
+    }
+}
+
+/// Hands a message to the socket (or nothing), then flushes if asked; gives up after
+/// `timeout` of waiting for the socket (`None`: the write timed out).
+///
+/// A future of its own rather than an `async fn` around `feed` and `tokio::time::timeout`: its
+/// size counts in every connection's future (the runner awaits it), and its timer is made only
+/// when the socket makes it wait, not on every write.
+pub(crate) struct Write<'a> {
+    socket: &'a mut Socket,
+    outgoing: Outgoing,
+    flush: bool,
+    timeout: Option<std::time::Duration>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<'a> Write<'a> {
+    /// Buffers `message` without flushing.
+    pub(crate) fn feed(
+        socket: &'a mut Socket,
+        message: tungstenite::Message,
+        timeout: Option<std::time::Duration>,
+    ) -> Self {
+        Self::new(socket, Outgoing::new(message), false, timeout)
+    }
+
+    /// Buffers `message` and flushes.
+    pub(crate) fn send(
+        socket: &'a mut Socket,
+        message: tungstenite::Message,
+        timeout: Option<std::time::Duration>,
+    ) -> Self {
+        Self::new(socket, Outgoing::new(message), true, timeout)
+    }
+
+    /// Flushes what was buffered.
+    pub(crate) fn flush(socket: &'a mut Socket, timeout: Option<std::time::Duration>) -> Self {
+        Self::new(socket, Outgoing::Nothing, true, timeout)
+    }
+
+    fn new(
+        socket: &'a mut Socket,
+        outgoing: Outgoing,
+        flush: bool,
+        timeout: Option<std::time::Duration>,
+    ) -> Self {
+        Self {
+            socket,
+            outgoing,
+            flush,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// The socket is not ready: wait, unless the deadline (started now if need be) has passed.
+    fn wait(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<(), tungstenite::Error>>> {
+        let Some(after) = self.timeout else {
+            return Poll::Pending;
+        };
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Future for Write<'_> {
+    type Output = Option<Result<(), tungstenite::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        use futures_util::Sink;
+        let this = self.get_mut();
+        while !matches!(this.outgoing, Outgoing::Nothing) {
+            match Pin::new(&mut *this.socket).poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error))),
+                Poll::Pending => return this.wait(cx),
+            }
+            if let Some(frame) = this.outgoing.next_frame() {
+                if let Err(error) = Pin::new(&mut *this.socket).start_send(frame) {
+                    return Poll::Ready(Some(Err(error)));
+                }
+            }
+        }
+        if this.flush {
+            match Pin::new(&mut *this.socket).poll_flush(cx) {
+                Poll::Ready(result) => return Poll::Ready(Some(result)),
+                Poll::Pending => return this.wait(cx),
+            }
+        }
+        Poll::Ready(Some(Ok(())))
+    }
 }
 
 #[cfg(test)]

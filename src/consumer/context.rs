@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::SinkExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 use tokio_tungstenite::tungstenite;
@@ -387,11 +386,7 @@ impl Context {
             Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
             _ => return Err(WebSocketError::Closed),
         };
-        let written = bounded(self.write_timeout, async {
-            connection::feed(socket, frame).await?;
-            socket.flush().await
-        })
-        .await;
+        let written = connection::Write::send(socket, frame, self.write_timeout).await;
         self.unflushed += 1; // the flush writes out what was buffered too
         if matches!(written, Some(Ok(()))) {
             self.count_sent();
@@ -441,7 +436,7 @@ impl Context {
             Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
             _ => return Err(WebSocketError::Closed),
         };
-        let written = bounded(self.write_timeout, connection::feed(socket, frame)).await;
+        let written = connection::Write::feed(socket, frame, self.write_timeout).await;
         self.unflushed += 1;
         self.settle_write(written)
     }
@@ -471,7 +466,7 @@ impl Context {
             Phase::Pending(_) => return Err(WebSocketError::NotAccepted),
             _ => return Err(WebSocketError::Closed),
         };
-        let written = bounded(self.write_timeout, socket.flush()).await;
+        let written = connection::Write::flush(socket, self.write_timeout).await;
         if matches!(written, Some(Ok(()))) {
             self.count_sent();
         }
@@ -542,18 +537,6 @@ impl Context {
 }
 
 super::channel::channel_methods!(Context, channel);
-
-/// Runs a socket write, giving up (`None`) after `limit`. A write that completes at once never
-/// arms the timer.
-async fn bounded<F: std::future::Future>(
-    limit: Option<std::time::Duration>,
-    write: F,
-) -> Option<F::Output> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, write).await.ok(),
-        None => Some(write.await),
-    }
-}
 
 fn transport(error: tungstenite::Error) -> WebSocketError {
     match error {

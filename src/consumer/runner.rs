@@ -159,7 +159,6 @@ pub(crate) fn run<C: WebSocketConsumer>(
         else {
             return;
         };
-        let inbox = inbox.take().expect("taken once");
         let connection = serve(consumer, ctx, inbox, env);
         // Entering a span on every poll costs even when it is disabled: only instrument a live
         // one.
@@ -220,9 +219,12 @@ async fn start<C: WebSocketConsumer>(consumer: C, handshake: Handshake) -> Optio
 async fn serve<C: WebSocketConsumer>(
     consumer: &mut C,
     ctx: &mut Context,
-    mut inbox: crate::layer::ChannelReceiver,
+    channel: &mut Option<crate::layer::ChannelReceiver>,
     env: &crate::application::ConnectionEnv,
 ) {
+    let Some(inbox) = channel else {
+        return;
+    };
     match tokio::time::timeout(env.handshake_timeout, guarded(consumer.connect(ctx))).await {
         Ok(Ok(())) => {}
         Ok(Err(failure)) => Box::pin(fail(ctx, "connect", failure)).await,
@@ -392,7 +394,7 @@ async fn serve<C: WebSocketConsumer>(
     }
     // As Channels does before `disconnect`: leave every group. Dropping the channel does it, and
     // drops the events still queued. Then the socket: TCP closes before `disconnect` runs.
-    drop(inbox);
+    *channel = None;
     ctx.phase = Phase::Closed;
     tracing::debug!(target: "switchboard::consumer", code, "disconnected");
     if let Err(failure) = guarded(consumer.disconnect(ctx, code)).await {
