@@ -159,11 +159,10 @@ impl<A, Au: Authenticator> AuthMiddleware<A, Au> {
 
 impl<A: WebSocketApplication, Au: Authenticator> WebSocketApplication for AuthMiddleware<A, Au> {
     fn call(&self, mut handshake: Handshake) -> BoxFuture<()> {
-        let inner = self.inner.clone();
         let authenticator = self.authenticator.clone();
         let token = self.sources.iter().find_map(|s| s.find(handshake.scope()));
         let allow_anonymous = self.allow_anonymous;
-        Box::pin(async move {
+        let check = Box::pin(async move {
             let user = match token {
                 None => None,
                 Some(token) => match authenticator.authenticate(&token, handshake.scope()).await {
@@ -171,7 +170,7 @@ impl<A: WebSocketApplication, Au: Authenticator> WebSocketApplication for AuthMi
                     Err(error) => {
                         tracing::error!(target: "switchboard::middleware", %error, "authenticator failed: refused with 500");
                         handshake.reject(StatusCode::INTERNAL_SERVER_ERROR);
-                        return;
+                        return None;
                     }
                 },
             };
@@ -182,11 +181,54 @@ impl<A: WebSocketApplication, Au: Authenticator> WebSocketApplication for AuthMi
                 None if !allow_anonymous => {
                     tracing::info!(target: "switchboard::middleware", path = %handshake.scope().path, "anonymous WebSocket refused with 401");
                     handshake.reject(StatusCode::UNAUTHORIZED);
-                    return;
+                    return None;
                 }
                 None => {}
             }
-            inner.call(handshake).await;
+            Some(handshake)
+        });
+        Box::pin(Call::Authenticating {
+            check,
+            inner: self.inner.clone(),
         })
+    }
+}
+
+/// What [`AuthMiddleware::call`] returns: the authentication (a future of its own, freed when it
+/// is done), then the wrapped application's future. One `async` block around both would keep
+/// the handshake's room (about 500 bytes) for as long as the connection lives.
+enum Call<A> {
+    Authenticating {
+        check: BoxFuture<Option<Handshake>>,
+        inner: Arc<A>,
+    },
+    Inner(BoxFuture<()>),
+    Done,
+}
+
+impl<A: WebSocketApplication> Future for Call<A> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Call::Authenticating { check, inner } => {
+                    let handshake = std::task::ready!(check.as_mut().poll(cx));
+                    *this = match handshake {
+                        Some(handshake) => Call::Inner(inner.call(handshake)),
+                        None => Call::Done,
+                    };
+                }
+                Call::Inner(connection) => {
+                    std::task::ready!(connection.as_mut().poll(cx));
+                    *this = Call::Done;
+                }
+                Call::Done => return std::task::Poll::Ready(()),
+            }
+        }
     }
 }
