@@ -1,7 +1,9 @@
 //! The baseline: a chat as a Rust user writes it with axum alone, after axum's own chat example —
 //! rooms of `tokio::sync::broadcast`, one task per socket forwarding the room's messages, each frame
-//! written and flushed on its own, and `TCP_NODELAY` on every connection as axum's docs show
-//! (`ListenerExt::tap_io`; `--no-nodelay` for the untuned variant). Same protocol as switchboard's chat example: connect to
+//! written and flushed on its own, `TCP_NODELAY` on every connection as axum's docs show
+//! (`ListenerExt::tap_io`) and a 4 KiB read buffer (`WebSocketUpgrade::read_buffer_size`, as
+//! tungstenite's docs advise for many connections; `--no-nodelay` for the untuned variant, with
+//! neither). Same protocol as switchboard's chat example: connect to
 //! `/ws/chat/{room}/?name=..`, send `{"message": ".."}`, everyone in the room (the sender too)
 //! receives `{"message": "..", "user": "..", "time": ..}`.
 //!
@@ -37,6 +39,10 @@ struct Args {
 #[derive(Default)]
 struct AppState {
     rooms: Mutex<HashMap<String, broadcast::Sender<String>>>,
+    /// `WebSocketUpgrade::read_buffer_size`: 4 KiB when tuned (tungstenite zero-fills the spare
+    /// read buffer before every read, and its docs advise a small one for many connections);
+    /// axum's default 128 KiB for the untuned variant.
+    read_buffer: usize,
 }
 
 #[derive(Deserialize)]
@@ -56,7 +62,8 @@ async fn ws_handler(
     State(state): State<Arc<AppState>>,
 ) -> impl IntoResponse {
     let name = join.name.unwrap_or_else(|| "anonymous".into());
-    ws.on_upgrade(move |socket| handle(socket, state, room, name))
+    ws.read_buffer_size(state.read_buffer)
+        .on_upgrade(move |socket| handle(socket, state, room, name))
 }
 
 async fn handle(socket: WebSocket, state: Arc<AppState>, room: String, name: String) {
@@ -106,7 +113,10 @@ fn main() -> std::io::Result<()> {
         .block_on(async move {
             let app = axum::Router::new()
                 .route("/ws/chat/{room}/", get(ws_handler))
-                .with_state(Arc::new(AppState::default()));
+                .with_state(Arc::new(AppState {
+                    rooms: Mutex::default(),
+                    read_buffer: if args.no_nodelay { 128 << 10 } else { 4 << 10 },
+                }));
             let listener = tokio::net::TcpListener::bind(args.addr).await?;
             println!("axum-chat: listening on {}", listener.local_addr()?);
             let nodelay = !args.no_nodelay;
