@@ -337,6 +337,9 @@ async fn serve<C: WebSocketConsumer>(
                 let mut handled = 0;
                 let mut buffered = false;
                 let mut yielded = false;
+                // Expiry is judged at one reading of the clock per burst (and after a handler,
+                // which may take its time), not one per event.
+                let mut now = Instant::now();
                 while let Some(event) = next.take() {
                     if ctx.was_recovered(&event) {
                         // Given back by `Context::recover` already.
@@ -358,16 +361,18 @@ async fn serve<C: WebSocketConsumer>(
                             Box::pin(fail(ctx, "event", failure)).await;
                             break;
                         }
+                        now = Instant::now();
                     }
                     handled += 1;
                     if handled < MAX_BURST && ctx.is_open() {
-                        next = inbox.try_recv();
+                        next = inbox.try_recv_at(now);
                         if next.is_none() && buffered && !yielded {
                             // Let the tasks that are ready run once before writing: events
                             // that a broadcast is about to queue go out in the same write.
                             yielded = true;
                             tokio::task::yield_now().await;
-                            next = inbox.try_recv();
+                            now = Instant::now();
+                            next = inbox.try_recv_at(now);
                         }
                     }
                 }

@@ -506,6 +506,11 @@ impl ChannelReceiver {
     pub fn try_recv(&mut self) -> Option<Event> {
         self.queue.try_pop()
     }
+
+    /// As [`try_recv`](Self::try_recv), judging expiry at `now` (read once for a burst).
+    pub(crate) fn try_recv_at(&mut self, now: tokio::time::Instant) -> Option<Event> {
+        self.queue.try_pop_at(Some(now))
+    }
 }
 
 impl Drop for ChannelReceiver {

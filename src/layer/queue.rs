@@ -93,8 +93,17 @@ impl ChannelQueue {
     }
 
     pub(crate) fn try_pop(&self) -> Option<Event> {
+        self.try_pop_at(None)
+    }
+
+    /// As [`try_pop`](Self::try_pop), with the time read once by a caller that drains a burst
+    /// (`None`: read it here). An empty queue reads no clock at all.
+    pub(crate) fn try_pop_at(&self, now: Option<Instant>) -> Option<Event> {
         let mut messages = self.lock();
-        self.drop_expired(&mut messages, Instant::now());
+        if messages.is_empty() {
+            return None;
+        }
+        self.drop_expired(&mut messages, now.unwrap_or_else(Instant::now));
         messages.pop_front().map(|m| m.event)
     }
 
