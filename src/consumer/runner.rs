@@ -338,7 +338,9 @@ async fn serve<C: WebSocketConsumer>(
                 let mut buffered = false;
                 let mut yielded = false;
                 // Expiry is judged at one reading of the clock per burst (and after a handler,
-                // which may take its time), not one per event.
+                // which may take its time), not one per event. A write that waits for a slow
+                // socket can leave it stale by up to the write timeout: an event that expires
+                // meanwhile is then delivered late rather than dropped.
                 let mut now = Instant::now();
                 while let Some(event) = next.take() {
                     if ctx.was_recovered(&event) {
