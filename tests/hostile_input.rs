@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{recv_text, text, within, TestServer};
+use common::{raw_websocket, read_server_frame, recv_text, text, within, TestServer};
 use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
@@ -31,24 +31,8 @@ async fn server() -> TestServer {
     .await
 }
 
-/// Opens a WebSocket by hand and returns the raw stream after the 101.
 async fn raw(server: &TestServer) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = "GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        within(stream.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    stream
+    raw_websocket(server, "/ws/").await
 }
 
 /// A client frame: FIN set, `opcode`, masked with a fixed key unless `masked` is false. `len`
@@ -80,23 +64,8 @@ fn frame(opcode: u8, payload: &[u8], masked: bool, len: Option<u64>) -> Vec<u8> 
 /// if the connection ends first.
 async fn close_code_of(stream: &mut TcpStream) -> Option<u16> {
     loop {
-        let mut header = [0u8; 2];
-        if within(stream.read_exact(&mut header)).await.is_err() {
-            return None;
-        }
-        let mut len = u64::from(header[1] & 0x7f);
-        if len == 126 {
-            let mut ext = [0u8; 2];
-            within(stream.read_exact(&mut ext)).await.ok()?;
-            len = u64::from(u16::from_be_bytes(ext));
-        } else if len == 127 {
-            let mut ext = [0u8; 8];
-            within(stream.read_exact(&mut ext)).await.ok()?;
-            len = u64::from_be_bytes(ext);
-        }
-        let mut payload = vec![0u8; len as usize];
-        within(stream.read_exact(&mut payload)).await.ok()?;
-        if header[0] & 0x0f == 0x8 {
+        let (_, opcode, payload) = read_server_frame(stream).await?;
+        if opcode == 0x8 {
             return Some(if payload.len() >= 2 {
                 u16::from_be_bytes([payload[0], payload[1]])
             } else {

@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::{recv, within, TestServer};
+use common::{raw_websocket, read_server_frame, recv, TestServer};
 use futures_util::SinkExt;
 use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
 use switchboard::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
 
@@ -47,22 +47,6 @@ async fn server() -> TestServer {
     .await
 }
 
-/// Opens a WebSocket by hand and returns the raw stream after the 101.
-async fn raw(server: &TestServer) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = "GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        within(stream.read_exact(&mut byte)).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    stream
-}
-
 /// A masked client frame with FIN set.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0x80 | opcode];
@@ -78,24 +62,11 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// One server frame: (FIN, opcode, payload). Server frames are never masked.
+/// One server frame: (FIN, opcode, payload).
 async fn server_frame(stream: &mut TcpStream) -> (bool, u8, Vec<u8>) {
-    let mut header = [0u8; 2];
-    within(stream.read_exact(&mut header)).await.unwrap();
-    assert_eq!(header[1] & 0x80, 0, "a server frame is not masked");
-    let mut len = u64::from(header[1] & 0x7f);
-    if len == 126 {
-        let mut ext = [0u8; 2];
-        within(stream.read_exact(&mut ext)).await.unwrap();
-        len = u64::from(u16::from_be_bytes(ext));
-    } else if len == 127 {
-        let mut ext = [0u8; 8];
-        within(stream.read_exact(&mut ext)).await.unwrap();
-        len = u64::from_be_bytes(ext);
-    }
-    let mut payload = vec![0u8; len as usize];
-    within(stream.read_exact(&mut payload)).await.unwrap();
-    (header[0] & 0x80 != 0, header[0] & 0x0f, payload)
+    read_server_frame(stream)
+        .await
+        .expect("a frame before the end")
 }
 
 /// Reads one message's frames: its opcode, the size of each frame's payload, the whole payload.
@@ -124,7 +95,7 @@ fn long_text() -> String {
 #[tokio::test]
 async fn a_long_message_goes_out_in_fragments_of_1_kib() {
     let server = server().await;
-    let mut stream = raw(&server).await;
+    let mut stream = raw_websocket(&server, "/ws/").await;
     let text = long_text();
     stream
         .write_all(&client_frame(0x1, text.as_bytes()))

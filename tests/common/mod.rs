@@ -304,3 +304,49 @@ pub async fn connect_to(addr: SocketAddr, path: &str) -> Client {
     assert_eq!(response.status(), 101);
     client
 }
+
+/// Opens a WebSocket to `path` by hand (a fixed key) and returns the raw stream after the 101;
+/// panics if the answer is not 101.
+pub async fn raw_websocket(server: &TestServer, path: &str) -> TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        within(stream.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    stream
+}
+
+/// Reads one server frame off a raw stream: (FIN, opcode, payload), or `None` if the connection
+/// ends first. Panics if the frame is masked (server frames never are).
+pub async fn read_server_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 2];
+    within(stream.read_exact(&mut header)).await.ok()?;
+    assert_eq!(header[1] & 0x80, 0, "a server frame is not masked");
+    let mut len = u64::from(header[1] & 0x7f);
+    if len == 126 {
+        let mut ext = [0u8; 2];
+        within(stream.read_exact(&mut ext)).await.ok()?;
+        len = u64::from(u16::from_be_bytes(ext));
+    } else if len == 127 {
+        let mut ext = [0u8; 8];
+        within(stream.read_exact(&mut ext)).await.ok()?;
+        len = u64::from_be_bytes(ext);
+    }
+    let mut payload = vec![0u8; len as usize];
+    within(stream.read_exact(&mut payload)).await.ok()?;
+    Some((header[0] & 0x80 != 0, header[0] & 0x0f, payload))
+}
