@@ -149,6 +149,7 @@ pub use {bytes, http, ipnet, serde_json};
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 pub use error::{Error, Result};
+pub use middleware::OriginCheck;
 pub use server::{
     serve, shutdown_signal, AppService, ConfigError, HandshakeRefusals, Serve, ServerConfig,
     ShutdownHandle, SlowClientPolicy, Stats, StatsHandle, WithGracefulShutdown,

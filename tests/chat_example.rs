@@ -18,15 +18,18 @@ use serde_json::{json, Value};
 use switchboard::layer::{ChannelLayer, InMemoryChannelLayer, RedisChannelLayer, RedisConfig};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::close_code;
-use switchboard::ServerConfig;
+use switchboard::{OriginCheck, ServerConfig};
 use tokio_tungstenite::tungstenite;
 
 const ORIGIN: &str = "http://localhost:8000";
 
-/// The chat's whole application on `layer`, served as the example serves it (`/metrics` included).
+/// The chat's whole application on `layer`, served as the example serves it (`/metrics` included),
+/// as `--allowed-origin http://localhost:8000` would: the tests' pages come from there.
 async fn chat_server_on(layer: impl ChannelLayer, history: chat::History) -> TestServer {
-    let app = chat::application(history, &["localhost".to_owned()]);
-    TestServer::start_with(app, layer, ServerConfig::default()).await
+    let app = chat::application(history);
+    let mut config = ServerConfig::default();
+    config.origin_check = OriginCheck::same_origin().allow([ORIGIN]);
+    TestServer::start_with(app, layer, config).await
 }
 
 async fn chat_server_with(history: chat::History) -> TestServer {
@@ -282,11 +285,36 @@ async fn unknown_paths_bad_rooms_and_other_origins_are_refused() {
         status_from(&server, "/ws/chat/lobby/", Some("https://evil.example")).await,
         403
     );
-    assert_eq!(status_from(&server, "/ws/chat/lobby/", None).await, 403);
+    let other_port = format!("http://127.0.0.1:{}", server.addr.port() + 1);
+    assert_eq!(
+        status_from(&server, "/ws/chat/lobby/", Some(&other_port)).await,
+        403,
+        "another port of the same host is another origin"
+    );
+    assert_eq!(
+        status_from(&server, "/ws/chat/lobby/", Some("null")).await,
+        403
+    );
     assert_eq!(
         server.layer.stats().channels,
         0,
         "refused handshakes reached no consumer"
+    );
+    let own = format!("http://{}", server.addr);
+    assert_eq!(
+        status_from(&server, "/ws/chat/lobby/?name=ada", Some(&own)).await,
+        101,
+        "the chat's own pages connect"
+    );
+    assert_eq!(
+        status_from(&server, "/ws/chat/lobby/?name=ada", None).await,
+        101,
+        "clients that send no Origin (not browsers) connect"
+    );
+    assert_eq!(
+        server.stats.snapshot().refused.forbidden,
+        4,
+        "the other origins and the bad room name"
     );
 }
 

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use common::{handshake_status, recv, within, TestServer};
 use futures_util::SinkExt;
 use switchboard::consumer::{Context, WebSocketConsumer};
+use switchboard::layer::InMemoryChannelLayer;
 use switchboard::middleware::{
     authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, CookieMiddleware, Cookies,
     OriginValidator, TokenSource,
 };
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::Message;
+use switchboard::{OriginCheck, ServerConfig};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
 
 #[derive(Clone, Debug)]
@@ -86,6 +88,14 @@ fn stack(allow_anonymous: bool) -> (ProtocolTypeRouter, Arc<Counters>) {
     (ProtocolTypeRouter::new().websocket(app), counters)
 }
 
+/// A server whose own origin check lets every origin through, so that the validators under test
+/// judge them (the way to give one route its own rules).
+async fn validated_server(app: ProtocolTypeRouter) -> TestServer {
+    let mut config = ServerConfig::default();
+    config.origin_check = OriginCheck::dangerously_allow_any_origin();
+    TestServer::start_with(app, InMemoryChannelLayer::new(), config).await
+}
+
 fn request(
     server: &TestServer,
     path: &str,
@@ -120,7 +130,7 @@ const LOCAL: (&str, &str) = ("origin", "http://localhost:8000");
 #[tokio::test]
 async fn other_origins_get_403_and_never_reach_the_consumer() {
     let (app, counters) = stack(true);
-    let server = TestServer::start(app).await;
+    let server = validated_server(app).await;
     for origin in [
         "http://evil.test",
         "http://localhost:8001",
@@ -150,7 +160,7 @@ async fn other_origins_get_403_and_never_reach_the_consumer() {
 #[tokio::test]
 async fn tokens_from_query_header_or_cookie_become_a_typed_user() {
     let (app, counters) = stack(true);
-    let server = TestServer::start(app).await;
+    let server = validated_server(app).await;
     assert_eq!(who(&server, "/ws/?token=ada", &[LOCAL]).await, "ada -");
     assert_eq!(
         who(&server, "/ws/", &[LOCAL, ("authorization", "Bearer grace")]).await,
@@ -186,7 +196,7 @@ async fn tokens_from_query_header_or_cookie_become_a_typed_user() {
 #[tokio::test]
 async fn anonymous_refused_with_401_when_configured_and_lookup_failures_with_500() {
     let (app, counters) = stack(false);
-    let server = TestServer::start(app).await;
+    let server = validated_server(app).await;
     assert_eq!(
         handshake_status(request(&server, "/ws/", &[LOCAL])).await,
         401
@@ -209,7 +219,7 @@ async fn allowed_hosts_validator_takes_hosts() {
         UrlRouter::new().route("/ws/", || WhoAmI),
         ["localhost", ".example.org"],
     );
-    let server = TestServer::start(ProtocolTypeRouter::new().websocket(app)).await;
+    let server = validated_server(ProtocolTypeRouter::new().websocket(app)).await;
     for (origin, status) in [
         ("http://localhost:8000", 101),
         ("https://localhost", 101),

@@ -56,7 +56,7 @@ async fn chat_process(redis: &str, seen: Arc<Mutex<Vec<SocketAddr>>>) -> TestSer
         .await
         .unwrap();
     let app = ProtocolTypeRouter::new().websocket(SeenClients {
-        inner: chat::websocket_app(history, &["localhost".to_owned()]),
+        inner: chat::websocket_app(history),
         seen,
     });
     let mut config = ServerConfig::from_vars([

@@ -91,6 +91,9 @@ async fn server(config: ServerConfig) -> TestServer {
         )
         .allow_same_origin(),
     );
+    // The server lets `allowed.test` through too; the validator then narrows nothing more.
+    let mut config = config;
+    config.origin_check = switchboard::OriginCheck::same_origin().allow(["allowed.test"]);
     TestServer::start_with(app, InMemoryChannelLayer::new(), config).await
 }
 

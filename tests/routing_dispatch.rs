@@ -178,9 +178,10 @@ async fn malformed_handshakes_are_refused_with_the_right_status() {
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     // The server carries on.
     let mut request = server.url("/ws/echo/").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("origin", http::HeaderValue::from_static("http://x"));
+    request.headers_mut().insert(
+        "origin",
+        http::HeaderValue::from_str(&format!("http://{}", server.addr)).unwrap(),
+    );
     assert_eq!(handshake_status(request).await, 101);
 }
 

@@ -19,6 +19,7 @@ use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::websocket::{close_code, Message};
 use switchboard::{AppService, ServerConfig, StatsHandle};
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The axum_app example on 127.0.0.1:0, served by its own `run` (plain `axum::serve`).
 struct AxumApp {
@@ -232,6 +233,36 @@ async fn server_config_limits_hold_in_the_mounted_form() {
     // The first one is still served.
     send_json(&mut first, &json!({})).await;
     assert_eq!(recv_json(&mut first).await["room"], "a");
+}
+
+#[tokio::test]
+async fn the_default_origin_check_holds_in_the_mounted_form() {
+    // No security configuration at all: `AppService::new` inside `axum::serve`.
+    let service = AppService::new(UrlRouter::new().route("/ws/who/{room}/", WhoAmI::default));
+    let stats = service.stats();
+    let addr = axum_serve(axum::Router::new().route_service("/ws/who/{room}/", service)).await;
+    let from = |origin: &str| {
+        let mut request = format!("ws://{addr}/ws/who/a/")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("origin", http::HeaderValue::from_str(origin).unwrap());
+        request
+    };
+    assert_eq!(handshake_status(from("https://evil.example")).await, 403);
+    assert_eq!(
+        handshake_status(from(&format!("http://127.0.0.1:{}", addr.port() + 1))).await,
+        403
+    );
+    assert_eq!(handshake_status(from("null")).await, 403);
+    assert_eq!(stats.snapshot().refused.forbidden, 3);
+    assert_eq!(stats.snapshot().layer.channels, 0, "no consumer ran");
+    assert_eq!(handshake_status(from(&format!("http://{addr}"))).await, 101);
+    assert_eq!(
+        handshake_status(format!("ws://{addr}/ws/who/a/")).await,
+        101
+    );
 }
 
 /// Serves `service` with hyper's own HTTP/1 server on 127.0.0.1:0, with or without upgrades.

@@ -15,19 +15,19 @@ use switchboard::websocket::{close_code, Message};
 const T: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(50);
 
-/// The chat's whole WebSocket stack (origin check, names, routes), over an in-memory database.
+/// The chat's whole WebSocket stack (names, routes; the communicator checks origins as the server), over an in-memory database.
 fn chat_app() -> impl switchboard::application::WebSocketApplication {
     let history = chat::History::open(std::path::Path::new(":memory:")).unwrap();
-    chat::websocket_app(history, &["localhost".to_owned()])
+    chat::websocket_app(history)
 }
 
-/// A communicator for the chat at `path`, from a page on localhost.
+/// A communicator for the chat at `path`, from a page the chat served.
 fn chat_client(path: &str, layer: &InMemoryChannelLayer) -> WebSocketCommunicator {
     WebSocketCommunicator::new(chat_app(), path)
         .channel_layer(layer.clone())
         .header(
             http::header::ORIGIN,
-            http::HeaderValue::from_static("http://localhost:8000"),
+            http::HeaderValue::from_static("http://127.0.0.1:8000"),
         )
 }
 

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use switchboard::application::WebSocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
 use switchboard::layer::{user_group, Recovery, StreamPosition};
-use switchboard::middleware::{
-    authenticator_fn, AllowedHostsOriginValidator, AuthMiddleware, TokenSource,
-};
+use switchboard::middleware::{authenticator_fn, AuthMiddleware, TokenSource};
 use switchboard::routing::UrlRouter;
 
 use super::history::{History, StoredMessage};
@@ -291,25 +289,18 @@ async fn send_error(ctx: &mut Context, error: &str) -> switchboard::Result<()> {
     Ok(())
 }
 
-/// The chat's WebSocket side: origin check → user name → `/ws/chat/{room}/`.
-pub(crate) fn websocket_app(
-    history: History,
-    allowed_hosts: &[String],
-) -> impl WebSocketApplication {
+/// The chat's WebSocket side: user name → `/ws/chat/{room}/`. (Origins are checked before
+/// this by the server: `ServerConfig::origin_check`.)
+pub(crate) fn websocket_app(history: History) -> impl WebSocketApplication {
     let names = authenticator_fn(|name: String| async move {
         Ok(clean_name(&name).map(|name| ChatUser { name }))
     });
-    AllowedHostsOriginValidator::new(
-        AuthMiddleware::new(
-            UrlRouter::new().nest(
-                "/ws",
-                UrlRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
-            ),
-            names,
-        )
-        .token_sources([TokenSource::query("name"), TokenSource::cookie("name")]),
-        allowed_hosts,
+    AuthMiddleware::new(
+        UrlRouter::new().nest(
+            "/ws",
+            UrlRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
+        ),
+        names,
     )
-    // Pages this server (or the proxy in front of it, if trusted) served may connect.
-    .allow_same_origin()
+    .token_sources([TokenSource::query("name"), TokenSource::cookie("name")])
 }

@@ -82,10 +82,10 @@ struct Args {
     /// SQLite file that keeps each room's history (made if missing).
     #[arg(long, env = "SWITCHBOARD_CHAT_DB", default_value_os_t = std::env::temp_dir().join("switchboard-chat.sqlite3"))]
     db: PathBuf,
-    /// Hosts whose pages may open WebSockets here (Origin check), besides localhost and the
-    /// address listened on. Repeat for several.
-    #[arg(long = "allowed-host")]
-    allowed_hosts: Vec<String>,
+    /// Origins whose pages may open WebSockets here besides the chat's own (e.g.
+    /// `https://example.com`, `*.example.com`; see `OriginCheck::allow`). Repeat for several.
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
     /// Worker threads of the runtime (default: one per core).
     #[arg(long, env = "SWITCHBOARD_THREADS")]
     threads: Option<usize>,
@@ -136,7 +136,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Limits and timeouts from SWITCHBOARD_* variables (see `ServerConfig::from_env`).
-    let config = switchboard::ServerConfig::from_env()?;
+    let mut config = switchboard::ServerConfig::from_env()?;
+    // Pages the chat served (its own origin) may connect, and those of `--allowed-origin`.
+    config.origin_check = config.origin_check.allow(&args.allowed_origins);
     let mut history = History::open(&args.db)?;
     let redis = match (&args.redis, args.redis_cluster.is_empty()) {
         (Some(url), _) => Some((RedisConfig::new(url.as_str()), vec![url.clone()])),
@@ -166,13 +168,6 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             LayerHandle::new(InMemoryChannelLayer::with_config(config))
         }
     };
-    let mut hosts = args.allowed_hosts;
-    hosts.extend([
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "[::1]".to_owned(),
-        args.addr.ip().to_string(),
-    ]);
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!(
         "chat: open {}://{}/ in a browser (history in {}{})",
@@ -188,7 +183,7 @@ async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             None => String::new(),
         }
     );
-    let mut server = switchboard::serve(listener, application(history.clone(), &hosts))
+    let mut server = switchboard::serve(listener, application(history.clone()))
         .channel_layer(layer)
         .config(config);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {

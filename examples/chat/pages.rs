@@ -74,10 +74,10 @@ fn pages(state: AppState) -> axum::Router {
 
 /// The whole application: axum for pages and announcements, the chat consumer for
 /// `/ws/chat/{room}/`. Handlers find the server's layer and counts in their requests.
-pub(crate) fn application(history: History, allowed_hosts: &[String]) -> ProtocolTypeRouter {
+pub(crate) fn application(history: History) -> ProtocolTypeRouter {
     ProtocolTypeRouter::new()
         .http(pages(AppState {
             history: history.clone(),
         }))
-        .websocket(websocket_app(history, allowed_hosts))
+        .websocket(websocket_app(history))
 }

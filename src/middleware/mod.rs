@@ -59,4 +59,5 @@ mod origin;
 
 pub use auth::{authenticator_fn, AuthMiddleware, Authenticator, AuthenticatorFn, TokenSource};
 pub use cookies::{CookieMiddleware, Cookies};
-pub use origin::{AllowedHostsOriginValidator, OriginValidator};
+pub(crate) use origin::OriginVerdict;
+pub use origin::{AllowedHostsOriginValidator, OriginCheck, OriginValidator};

@@ -105,6 +105,151 @@ impl Origin {
     }
 }
 
+/// The server's own check of every WebSocket handshake's `Origin` header, made before any
+/// middleware or consumer runs: [`ServerConfig::origin_check`](crate::ServerConfig::origin_check).
+///
+/// A browser sends `Origin` with every WebSocket handshake, and sends the visitor's cookies with
+/// it whatever page opened the socket: without this check any site could act as your logged-in
+/// users (cross-site WebSocket hijacking). The default, [`OriginCheck::same_origin`], is on, as
+/// Phoenix's `check_origin`:
+///
+/// - an `Origin` equal to the server's own origin — the scope's scheme (`ws` is `http`, `wss`
+///   is `https`), host and port, which behind one of
+///   [`trusted_proxies`](crate::ServerConfig::trusted_proxies) are the forwarded ones — is
+///   accepted;
+/// - a handshake without `Origin` (non-browser clients: CLIs, servers, test suites) is accepted,
+///   unless [`refuse_missing`](Self::refuse_missing) says otherwise;
+/// - `Origin: null` (sandboxed frames, `file:` pages, some redirects) and any other origin are
+///   refused with 403, logged at `INFO`, counted in
+///   [`HandshakeRefusals::forbidden`](crate::HandshakeRefusals::forbidden).
+///
+/// Other origins are allowed with [`allow`](Self::allow) (patterns as [`OriginValidator`]'s).
+/// [`OriginValidator`] and [`AllowedHostsOriginValidator`] still narrow it per application; they
+/// cannot widen it.
+///
+/// ```
+/// use switchboard::{OriginCheck, ServerConfig};
+///
+/// let mut config = ServerConfig::default();
+/// // Pages from the app itself, and from the marketing site and its subdomains.
+/// config.origin_check = OriginCheck::same_origin().allow(["https://example.com", "*.example.com"]);
+/// # drop(config);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[doc(alias = "check_origin")]
+#[doc(alias = "AllowedHostsOriginValidator")]
+pub struct OriginCheck {
+    allowed: Vec<Pattern>,
+    any: bool,
+    refuse_missing: bool,
+}
+
+impl Default for OriginCheck {
+    /// [`OriginCheck::same_origin`].
+    fn default() -> Self {
+        Self::same_origin()
+    }
+}
+
+/// What [`OriginCheck`] made of one handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginVerdict {
+    Allowed,
+    /// Another origin (or `null`, or no `Origin` under `refuse_missing`).
+    Refused,
+    /// The server's own host and port, but another scheme: the page is `https` and the scope
+    /// says `ws` — typically a TLS-terminating proxy that is not in `trusted_proxies`.
+    RefusedScheme,
+}
+
+impl OriginCheck {
+    /// The default: the server's own origin, and handshakes without `Origin`.
+    pub fn same_origin() -> Self {
+        Self {
+            allowed: Vec::new(),
+            any: false,
+            refuse_missing: false,
+        }
+    }
+
+    /// Also allows origins matching `patterns`: `https://example.com` (that scheme, host and
+    /// port — 443 unless given), `example.com` (that host, any scheme and port), `*.example.com`
+    /// (its subdomains), `.example.com` (the domain and its subdomains, as Django's
+    /// `ALLOWED_HOSTS`). `*` allows any origin, as
+    /// [`dangerously_allow_any_origin`](Self::dangerously_allow_any_origin).
+    pub fn allow<I, S>(mut self, patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for pattern in patterns {
+            let pattern = Pattern::parse(pattern.as_ref().trim());
+            if pattern.host == HostPattern::Any && pattern.scheme.is_none() {
+                self.any = true;
+            } else {
+                self.allowed.push(pattern);
+            }
+        }
+        self
+    }
+
+    /// Also refuses (403) handshakes without an `Origin` header: only browsers may connect.
+    pub fn refuse_missing(mut self) -> Self {
+        self.refuse_missing = true;
+        self
+    }
+
+    /// No check at all: any page on any site may open a WebSocket to this server with its
+    /// visitors' cookies. Only for servers whose WebSockets carry no ambient credentials (no
+    /// cookies, no HTTP authentication) or that check origins themselves; [`serve`](crate::serve)
+    /// logs a `WARN` when it starts with it.
+    pub fn dangerously_allow_any_origin() -> Self {
+        Self {
+            allowed: Vec::new(),
+            any: true,
+            refuse_missing: false,
+        }
+    }
+
+    /// Whether every origin is allowed (no check at all).
+    pub fn allows_any_origin(&self) -> bool {
+        self.any
+    }
+
+    pub(crate) fn judge(&self, scope: &crate::scope::Scope) -> OriginVerdict {
+        if self.any {
+            return OriginVerdict::Allowed;
+        }
+        let Some(value) = scope.header(http::header::ORIGIN) else {
+            return if self.refuse_missing {
+                OriginVerdict::Refused
+            } else {
+                OriginVerdict::Allowed
+            };
+        };
+        let Some(origin) = Origin::parse(value) else {
+            return OriginVerdict::Refused;
+        };
+        if same_origin(&origin, scope) || self.allowed.iter().any(|p| p.matches(&origin)) {
+            return OriginVerdict::Allowed;
+        }
+        let insecure_scope = matches!(scope.scheme, "ws" | "http");
+        if origin.scheme == "https" && insecure_scope && same_host(&origin, scope) {
+            OriginVerdict::RefusedScheme
+        } else {
+            OriginVerdict::Refused
+        }
+    }
+}
+
+/// Whether `origin`'s host is the scope's host (ports and schemes aside).
+fn same_host(origin: &Origin, scope: &crate::scope::Scope) -> bool {
+    scope.host.as_deref().is_some_and(|host| {
+        let own = Pattern::parse(&format!("http://{host}"));
+        matches!(own.host, HostPattern::Exact(_)) && own.host.matches(&origin.host)
+    })
+}
+
 /// Refuses (HTTP 403) WebSocket handshakes whose `Origin` header matches none of the allowed
 /// patterns; the inner application never sees them (Channels' `OriginValidator`).
 ///
@@ -321,5 +466,70 @@ mod tests {
         // A Host that is a pattern is no origin.
         assert!(!v.allows(Some("http://a.evil.test"), &scope("*.evil.test", None)));
         assert!(!OriginValidator::new((), ["x.test"]).allows(Some("http://chat.test:8080"), &own));
+    }
+
+    fn with_origin(mut scope: crate::scope::Scope, origin: &str) -> crate::scope::Scope {
+        scope
+            .headers
+            .insert(http::header::ORIGIN, origin.parse().unwrap());
+        scope
+    }
+
+    #[test]
+    fn the_default_check_allows_the_own_origin_and_no_origin_only() {
+        let check = OriginCheck::default();
+        let own = scope("chat.test:8080", None);
+        let judge = |origin: &str| check.judge(&with_origin(own.clone(), origin));
+        assert_eq!(check.judge(&own), OriginVerdict::Allowed, "no Origin");
+        assert_eq!(judge("http://chat.test:8080"), OriginVerdict::Allowed);
+        assert_eq!(judge("HTTP://Chat.Test:8080"), OriginVerdict::Allowed);
+        assert_eq!(judge("http://chat.test:8081"), OriginVerdict::Refused);
+        assert_eq!(judge("http://chat.test"), OriginVerdict::Refused);
+        assert_eq!(judge("http://evil.test:8080"), OriginVerdict::Refused);
+        assert_eq!(
+            judge("http://chat.test.evil.test:8080"),
+            OriginVerdict::Refused
+        );
+        assert_eq!(judge("null"), OriginVerdict::Refused);
+        assert_eq!(judge(""), OriginVerdict::Refused);
+        assert_eq!(judge("chat.test:8080"), OriginVerdict::Refused);
+        assert_eq!(
+            judge("https://chat.test:8080"),
+            OriginVerdict::RefusedScheme,
+            "an https page and a plain request: an untrusted TLS proxy, said in the log"
+        );
+        let no_host = scope("", None);
+        assert_eq!(
+            check.judge(&with_origin(no_host, "http://chat.test")),
+            OriginVerdict::Refused
+        );
+    }
+
+    #[test]
+    fn the_check_widens_with_patterns_and_can_refuse_missing_origins() {
+        let own = scope("chat.test", None);
+        let check = OriginCheck::same_origin().allow(["https://app.test", ".corp.test"]);
+        let judge =
+            |check: &OriginCheck, origin: &str| check.judge(&with_origin(own.clone(), origin));
+        assert_eq!(judge(&check, "https://app.test"), OriginVerdict::Allowed);
+        assert_eq!(judge(&check, "http://app.test"), OriginVerdict::Refused);
+        assert_eq!(
+            judge(&check, "http://www.corp.test:9"),
+            OriginVerdict::Allowed
+        );
+        assert_eq!(judge(&check, "http://chat.test"), OriginVerdict::Allowed);
+        assert!(!check.allows_any_origin());
+        let strict = check.refuse_missing();
+        assert_eq!(strict.judge(&own), OriginVerdict::Refused);
+        assert_eq!(judge(&strict, "http://chat.test"), OriginVerdict::Allowed);
+        for any in [
+            OriginCheck::dangerously_allow_any_origin(),
+            OriginCheck::same_origin().allow(["*"]),
+        ] {
+            assert!(any.allows_any_origin());
+            assert_eq!(judge(&any, "null"), OriginVerdict::Allowed);
+            assert_eq!(judge(&any, "https://evil.test"), OriginVerdict::Allowed);
+            assert_eq!(any.judge(&own), OriginVerdict::Allowed);
+        }
     }
 }

@@ -162,6 +162,22 @@ pub enum ScopeError {
     /// The percent-decoded path is not UTF-8.
     #[error("the request path is not UTF-8 once percent-decoded")]
     PathNotUtf8,
+    /// The path holds an encoded separator or NUL (`%2F`, `%5C`, `%00`): decoded, it would cross
+    /// segments that a proxy in front saw as one (Apache's `AllowEncodedSlashes Off`, Tomcat's
+    /// default).
+    #[error("the request path holds an encoded slash, backslash or NUL")]
+    EncodedSeparator,
+}
+
+/// Whether `path` holds `%2F`, `%5C` or `%00` (any case).
+fn has_encoded_separator(path: &[u8]) -> bool {
+    path.windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_uppercase()),
+                (b'2', b'F') | (b'5', b'C') | (b'0', b'0')
+            )
+    })
 }
 
 /// A copy of `headers` whose values own their bytes. hyper parses header values as slices of the
@@ -184,7 +200,9 @@ impl Scope {
     ///
     /// # Errors
     ///
-    /// [`ScopeError::PathNotUtf8`] when the decoded path is not UTF-8 (answered with 400).
+    /// [`ScopeError::PathNotUtf8`] when the decoded path is not UTF-8,
+    /// [`ScopeError::EncodedSeparator`] when the path holds `%2F`, `%5C` or `%00` (both answered
+    /// with 400 by the server).
     pub fn from_request_parts(
         protocol: Protocol,
         parts: &http::request::Parts,
@@ -192,6 +210,9 @@ impl Scope {
         server: Option<SocketAddr>,
     ) -> Result<Self, ScopeError> {
         let raw_path = parts.uri.path().to_owned();
+        if has_encoded_separator(raw_path.as_bytes()) {
+            return Err(ScopeError::EncodedSeparator);
+        }
         let path = percent_encoding::percent_decode_str(&raw_path)
             .decode_utf8()
             .map_err(|_| ScopeError::PathNotUtf8)?

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::middleware::OriginCheck;
+
 /// Server settings: timeouts and WebSocket limits. Every field has a safe default.
 ///
 /// ```
@@ -49,9 +51,24 @@ pub struct ServerConfig {
     /// How long a consumer's `connect` may take to answer the handshake; past it the client gets
     /// 503 and `disconnect` runs with 1006. Default 10 s.
     pub handshake_timeout: Duration,
-    /// Open WebSockets at most; handshakes beyond it are answered with 503 (logged at `WARN`).
-    /// `None`: only the process's open-file limit bounds them (each needs one). Default `None`.
+    /// Open WebSockets at most; handshakes beyond it are answered with 503 (logged at `WARN`,
+    /// counted in [`Stats::refused_max_connections`](crate::Stats::refused_max_connections)).
+    /// `None`: only the process's open-file limit bounds them, and a flood past it meets failed
+    /// accepts instead of 503s. Default: [`ServerConfig::open_file_connection_limit`] — the
+    /// process's open-file limit less room for its other files — where there is one.
     pub max_connections: Option<usize>,
+    /// Open WebSockets at most from one client address (an IPv6 client: from its /64 network,
+    /// which one host commonly holds whole), as nginx's `limit_conn` on `$binary_remote_addr`;
+    /// behind [`trusted_proxies`](Self::trusted_proxies) the forwarded client's address. Beyond
+    /// it handshakes get 503 (logged at `INFO`, counted in
+    /// [`Stats::refused_max_connections_per_client`](crate::Stats::refused_max_connections_per_client)).
+    /// Clients behind one NAT share an address: size it for an office, not for a person.
+    /// `None`: no such cap. Default `None`.
+    pub max_connections_per_client: Option<usize>,
+    /// Which pages may open WebSockets: the `Origin` check made on every handshake before any
+    /// application code runs. Default: [`OriginCheck::same_origin`] (the server's own origin,
+    /// and clients that send no `Origin`).
+    pub origin_check: OriginCheck,
     /// Reverse proxies (addresses or networks, e.g. `127.0.0.1/32`, `10.0.0.0/8`) whose
     /// `Forwarded` (RFC 7239) or `X-Forwarded-For` / `-Proto` / `-Host` headers are believed:
     /// from them, the scope's [`client`](crate::scope::Scope::client),
@@ -104,7 +121,9 @@ impl Default for ServerConfig {
             ping_interval: Some(Duration::from_secs(20)),
             pong_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
-            max_connections: None,
+            max_connections: Self::open_file_connection_limit(),
+            max_connections_per_client: None,
+            origin_check: OriginCheck::same_origin(),
             trusted_proxies: Vec::new(),
             root_path: String::new(),
         }
@@ -112,6 +131,28 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The default [`max_connections`](Self::max_connections): the process's open-file limit
+    /// (`ulimit -n`, the soft limit, read now) less a tenth of it — at least 64 and at most
+    /// 1,024 files — for listeners, HTTP connections, the channel layer's connections and the
+    /// app's own files; never below half the limit. `None` where the limit is unlimited or
+    /// unknown (not a Unix).
+    ///
+    /// The limit is the process's, not the host's: raise it (`ulimit -n`, systemd's
+    /// `LimitNOFILE=`) for more connections; each WebSocket holds one file.
+    pub fn open_file_connection_limit() -> Option<usize> {
+        #[cfg(unix)]
+        {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current?;
+            let limit = usize::try_from(limit).ok()?;
+            let reserve = (limit / 10).clamp(64, 1024);
+            Some(limit.saturating_sub(reserve).max(limit / 2))
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+
     pub(crate) fn websocket(&self) -> WebSocketConfig {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer_size)

@@ -17,6 +17,7 @@ use super::stats::{OpenConnection, ServerCounters, StatsHandle};
 use crate::application::{ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
 use crate::body::{Body, BoxError};
 use crate::layer::LayerHandle;
+use crate::middleware::OriginVerdict;
 use crate::routing::{status_response, ProtocolTypeRouter};
 use crate::scope::{proxy, ConnectionMeta, Protocol, ProxySettings, Scope};
 
@@ -71,6 +72,9 @@ impl Dispatcher {
             shutdown: CancellationToken::new(),
             traffic: counters.traffic.clone(),
         });
+        if config.origin_check.allows_any_origin() {
+            tracing::warn!(target: "switchboard::server", "origin check off (OriginCheck::dangerously_allow_any_origin): any web page can open WebSockets here with its visitors' cookies");
+        }
         let proxy = Arc::new(ProxySettings {
             trusted: config.trusted_proxies.clone(),
             root_path: config.root_path.clone(),
@@ -97,6 +101,18 @@ impl Dispatcher {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if request
+            .headers()
+            .get_all(header::HOST)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            // Two `Host`s: the proxy in front and this server could each route by another one
+            // (RFC 9112 §3.2: answer 400).
+            tracing::debug!(target: "switchboard::server", client = ?peer.client, "request with more than one Host header: 400");
+            return bad_request_and_close();
+        }
         if has_token(&request, header::UPGRADE, "websocket") {
             return self.handle_websocket(request, peer, None).await;
         }
@@ -184,13 +200,39 @@ impl Dispatcher {
         }
         proxy::apply(&mut scope, &self.proxy);
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
+        match self.config.origin_check.judge(&scope) {
+            OriginVerdict::Allowed => {}
+            verdict => {
+                let origin = scope.header(header::ORIGIN).unwrap_or("(none)");
+                if verdict == OriginVerdict::RefusedScheme {
+                    tracing::info!(target: "switchboard::server", origin, host = scope.host.as_deref(), client = ?scope.client, path = %scope.path, "WebSocket from another origin refused with 403: the page is https and this request is not; behind a TLS-terminating proxy, list it in ServerConfig::trusted_proxies");
+                } else {
+                    tracing::info!(target: "switchboard::server", origin, host = scope.host.as_deref(), client = ?scope.client, path = %scope.path, "WebSocket from another origin refused with 403 (ServerConfig::origin_check)");
+                }
+                self.counters.refused(StatusCode::FORBIDDEN);
+                return status_response(StatusCode::FORBIDDEN);
+            }
+        }
         let open = self.counters.open.fetch_add(1, Ordering::Relaxed);
-        let place = OpenConnection(self.counters.clone());
+        let mut place = OpenConnection {
+            counters: self.counters.clone(),
+            client: None,
+        };
         if self.config.max_connections.is_some_and(|max| open >= max) {
             self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
             self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
             tracing::warn!(target: "switchboard::server", open, "max_connections reached: WebSocket refused with 503");
             return status_response(StatusCode::SERVICE_UNAVAILABLE);
+        }
+        if let (Some(max), Some(client)) = (self.config.max_connections_per_client, scope.client) {
+            if !place.take_client_place(client.ip(), max) {
+                self.counters
+                    .refused_per_client
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
+                tracing::debug!(target: "switchboard::server", client = %client.ip(), max, "max_connections_per_client reached: WebSocket refused with 503");
+                return status_response(StatusCode::SERVICE_UNAVAILABLE);
+            }
         }
         if self.env.shutdown.is_cancelled() {
             self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
@@ -229,4 +271,13 @@ impl Dispatcher {
         self.env.shutdown.cancel();
         self.tracker.close();
     }
+}
+
+/// 400, and the connection closes after it: what follows on it cannot be trusted to be a request.
+fn bad_request_and_close() -> Response<Body> {
+    let mut response = status_response(StatusCode::BAD_REQUEST);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    response
 }

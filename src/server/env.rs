@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::config::{ServerConfig, SlowClientPolicy};
+use crate::middleware::OriginCheck;
 
 /// A variable of [`ServerConfig::from_env`] whose value could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +23,8 @@ const SECONDS_OR_OFF: &str = "a number of seconds, or \"off\"";
 const BYTES: &str = "a number of bytes";
 const COUNT_OR_NONE: &str = "a count, or \"none\"";
 const PROXIES: &str = "addresses or networks, comma-separated (e.g. 127.0.0.1,10.0.0.0/8)";
+const ORIGINS: &str =
+    "origin patterns, comma-separated (e.g. https://example.com,*.example.com), or *";
 const ROOT_PATH: &str = "a path starting with / (e.g. /chat)";
 const SLOW_CLIENT: &str = "\"drop\", or the seconds a write may wait before disconnecting";
 
@@ -52,6 +55,8 @@ impl ServerConfig {
     /// | `SWITCHBOARD_PING_INTERVAL` | [`ping_interval`](Self::ping_interval): seconds, or `off` |
     /// | `SWITCHBOARD_PONG_TIMEOUT` | [`pong_timeout`](Self::pong_timeout) |
     /// | `SWITCHBOARD_MAX_CONNECTIONS` | [`max_connections`](Self::max_connections): a count, or `none` |
+    /// | `SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT` | [`max_connections_per_client`](Self::max_connections_per_client): a count, or `none` |
+    /// | `SWITCHBOARD_ALLOWED_ORIGINS` | [`origin_check`](Self::origin_check): the same origin and these [patterns](crate::OriginCheck::allow), comma-separated (`*`: any origin) |
     /// | `SWITCHBOARD_TRUSTED_PROXIES` | [`trusted_proxies`](Self::trusted_proxies): addresses or networks, comma-separated |
     /// | `SWITCHBOARD_ROOT_PATH` | [`root_path`](Self::root_path) |
     ///
@@ -180,6 +185,31 @@ impl ServerConfig {
                 count
             };
         }
+        if let Some(value) = lookup("SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT") {
+            config.max_connections_per_client = if is_off(&value, "none") {
+                None
+            } else {
+                let count: Option<usize> = value.trim().parse().ok();
+                parse(
+                    "SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT",
+                    COUNT_OR_NONE,
+                    count.map(|_| ()),
+                )?;
+                count
+            };
+        }
+        if let Some(value) = lookup("SWITCHBOARD_ALLOWED_ORIGINS") {
+            let patterns: Vec<&str> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect();
+            let valid = patterns
+                .iter()
+                .all(|p| !p.contains(char::is_whitespace) && *p != "null");
+            parse("SWITCHBOARD_ALLOWED_ORIGINS", ORIGINS, valid.then_some(()))?;
+            config.origin_check = OriginCheck::same_origin().allow(patterns);
+        }
         if let Some(value) = lookup("SWITCHBOARD_TRUSTED_PROXIES") {
             let mut proxies = Vec::new();
             for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -225,6 +255,11 @@ mod tests {
             ("SWITCHBOARD_SLOW_CLIENT", "drop"),
             ("SWITCHBOARD_PING_INTERVAL", "OFF"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "10000"),
+            ("SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT", "50"),
+            (
+                "SWITCHBOARD_ALLOWED_ORIGINS",
+                "https://example.com, *.example.org",
+            ),
             ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
             ("SWITCHBOARD_ROOT_PATH", "/chat"),
             ("UNRELATED", "x"),
@@ -242,6 +277,11 @@ mod tests {
         assert_eq!(config.slow_client, SlowClientPolicy::DropMessages);
         assert_eq!(config.ping_interval, None);
         assert_eq!(config.max_connections, Some(10000));
+        assert_eq!(config.max_connections_per_client, Some(50));
+        assert_eq!(
+            config.origin_check,
+            OriginCheck::same_origin().allow(["https://example.com", "*.example.org"])
+        );
         let proxies: Vec<String> = config
             .trusted_proxies
             .iter()
@@ -254,6 +294,7 @@ mod tests {
             ("SWITCHBOARD_SLOW_CLIENT", "5"),
             ("SWITCHBOARD_PING_INTERVAL", "1"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "none"),
+            ("SWITCHBOARD_ALLOWED_ORIGINS", "*"),
         ])
         .unwrap();
         assert_eq!(
@@ -264,6 +305,7 @@ mod tests {
         );
         assert_eq!(config.ping_interval, Some(Duration::from_secs(1)));
         assert_eq!(config.max_connections, None);
+        assert!(config.origin_check.allows_any_origin());
         assert_eq!(
             ServerConfig::from_vars(Vec::<(String, String)>::new())
                 .unwrap()
@@ -282,6 +324,8 @@ mod tests {
             ("SWITCHBOARD_SLOW_CLIENT", "never"),
             ("SWITCHBOARD_PING_INTERVAL", "0"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "lots"),
+            ("SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT", "-1"),
+            ("SWITCHBOARD_ALLOWED_ORIGINS", "null"),
             ("SWITCHBOARD_TRUSTED_PROXIES", "localhost"),
             ("SWITCHBOARD_ROOT_PATH", "chat"),
         ] {

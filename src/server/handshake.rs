@@ -44,10 +44,12 @@ pub(crate) fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Re
             "Connection header lacks 'upgrade'",
         ));
     }
-    if request
-        .headers()
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .is_none_or(|v| v != "13")
+    let headers = request.headers();
+    let versions = headers.get_all(header::SEC_WEBSOCKET_VERSION);
+    if versions.iter().nth(1).is_some()
+        || headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v != "13")
     {
         // RFC 6455 §4.4: answer 426 and name the version we speak.
         let mut refusal = refuse(
@@ -60,7 +62,18 @@ pub(crate) fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Re
         );
         return Err(refusal);
     }
-    let key = request.headers().get(header::SEC_WEBSOCKET_KEY);
+    if headers
+        .get_all(header::SEC_WEBSOCKET_KEY)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "more than one Sec-WebSocket-Key",
+        ));
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY);
     match key {
         // The key is 16 random bytes in base64: 22 characters and "==" padding.
         Some(key) if is_handshake_key(key.as_bytes()) => Ok(key.clone()),

@@ -1,7 +1,9 @@
 //! The server's counts: [`Stats`] snapshots read through a [`StatsHandle`].
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use http::StatusCode;
 
@@ -14,6 +16,10 @@ pub(crate) struct ServerCounters {
     pub(crate) open: AtomicUsize,
     pub(crate) handshakes: AtomicU64,
     pub(crate) refused_full: AtomicU64,
+    pub(crate) refused_per_client: AtomicU64,
+    /// Open WebSockets by client address key (see [`client_key`]), kept only under
+    /// `max_connections_per_client`.
+    pub(crate) per_client: Mutex<HashMap<IpAddr, usize>>,
     pub(crate) accepted: AtomicU64,
     /// Refused handshakes by HTTP status: 400 (and 405, 426), 401, 403, 404, 500, 503, other.
     refused: [AtomicU64; 7],
@@ -83,6 +89,9 @@ pub struct Stats {
     pub handshakes: u64,
     /// Handshakes refused with 503 because `max_connections` was reached.
     pub refused_max_connections: u64,
+    /// Handshakes refused with 503 because their client address had
+    /// [`max_connections_per_client`](crate::ServerConfig::max_connections_per_client) open.
+    pub refused_max_connections_per_client: u64,
     /// Handshakes accepted (answered with 101).
     pub accepted: u64,
     /// Handshakes refused, by cause.
@@ -105,6 +114,7 @@ impl StatsHandle {
             connections: c.open.load(Ordering::Relaxed),
             handshakes: c.handshakes.load(Ordering::Relaxed),
             refused_max_connections: c.refused_full.load(Ordering::Relaxed),
+            refused_max_connections_per_client: c.refused_per_client.load(Ordering::Relaxed),
             accepted: c.accepted.load(Ordering::Relaxed),
             refused: HandshakeRefusals {
                 bad_request: c.refused[0].load(Ordering::Relaxed),
@@ -123,11 +133,101 @@ impl StatsHandle {
     }
 }
 
-/// Gives a WebSocket's place back when its task ends, however it ends.
-pub(crate) struct OpenConnection(pub(crate) Arc<ServerCounters>);
+/// The address a per-client cap counts: an IPv4 address, or an IPv6 address's /64 network.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(Ipv6Addr::from(network))
+            }
+        },
+    }
+}
+
+/// Gives a WebSocket's place back when its task ends, however it ends: in the server's count,
+/// and in its client's when one was taken.
+pub(crate) struct OpenConnection {
+    pub(crate) counters: Arc<ServerCounters>,
+    pub(crate) client: Option<IpAddr>,
+}
+
+impl OpenConnection {
+    /// Takes a place for `client` if it has fewer than `max` open; `false` (and nothing taken)
+    /// otherwise.
+    pub(crate) fn take_client_place(&mut self, client: IpAddr, max: usize) -> bool {
+        let key = client_key(client);
+        let mut open = self
+            .counters
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(key).or_insert(0);
+        if *count >= max {
+            if *count == 0 {
+                open.remove(&key);
+            }
+            return false;
+        }
+        *count += 1;
+        self.client = Some(key);
+        true
+    }
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(key) = self.client {
+            let mut open = self
+                .counters
+                .per_client
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = open.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64_network() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(client_key(v4), v4);
+        assert_eq!(client_key(mapped), v4);
+    }
+
+    #[test]
+    fn client_places_are_given_back() {
+        let counters = Arc::new(ServerCounters::default());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let place = |counters: &Arc<ServerCounters>| OpenConnection {
+            counters: counters.clone(),
+            client: None,
+        };
+        let (mut one, mut two, mut three) = (place(&counters), place(&counters), place(&counters));
+        assert!(one.take_client_place(ip, 2));
+        assert!(two.take_client_place(ip, 2));
+        assert!(!three.take_client_place(ip, 2));
+        drop(one);
+        assert!(three.take_client_place(ip, 2));
+        drop((two, three));
+        assert!(counters.per_client.lock().unwrap().is_empty());
     }
 }

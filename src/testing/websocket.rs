@@ -130,8 +130,10 @@ impl std::fmt::Debug for WebSocketCommunicator {
 impl WebSocketCommunicator {
     /// A communicator for `app` — a WebSocket application (a consumer factory, a router, a
     /// middleware stack) or a whole [`ProtocolTypeRouter`] — at `path` (which may carry a
-    /// `?query`), with a fresh in-memory channel layer, the default [`ServerConfig`], and client
-    /// address 127.0.0.1:50000.
+    /// `?query`), with a fresh in-memory channel layer, the default [`ServerConfig`], client
+    /// address 127.0.0.1:50000, and server address and `Host` 127.0.0.1:8000 (so a page the app
+    /// served has origin `http://127.0.0.1:8000`, and the default
+    /// [`origin_check`](ServerConfig::origin_check) lets it in).
     ///
     /// # Panics
     ///
@@ -217,6 +219,9 @@ impl WebSocketCommunicator {
             .expect("a valid request");
         let headers = request.headers_mut();
         headers.extend(self.headers.clone());
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8000"));
+        }
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(

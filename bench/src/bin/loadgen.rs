@@ -173,9 +173,10 @@ struct Target {
     /// WebSocket path; `{room}` and `{name}` are filled in.
     #[arg(long, default_value = "/ws/chat/{room}/?name={name}")]
     path: String,
-    /// `Origin` header to send (the chat example checks it).
-    #[arg(long, default_value = "http://localhost")]
-    origin: String,
+    /// `Origin` header to send (servers check it); default: the server's own origin,
+    /// `http://<the address connected to>`, as a page it served would send.
+    #[arg(long)]
+    origin: Option<String>,
     /// Source addresses 127.0.0.1 .. 127.0.0.N to spread connections over (about 7,000 each).
     #[arg(long, default_value_t = 1)]
     sources: u8,
@@ -329,10 +330,13 @@ async fn connect_with(
     let mut request = format!("ws://{server}{path}")
         .into_client_request()
         .map_err(std::io::Error::other)?;
-    request.headers_mut().insert(
-        "origin",
-        target.origin.parse().map_err(std::io::Error::other)?,
-    );
+    let origin = match &target.origin {
+        Some(origin) => origin.clone(),
+        None => format!("http://{server}"),
+    };
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().map_err(std::io::Error::other)?);
     let (ws, _) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(config(read_buffer)))
             .await

@@ -15,11 +15,16 @@ use std::time::Duration;
 ///     .command_timeout(Duration::from_secs(1));
 /// assert_eq!(config.prefix, "myapp");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Credentials and TLS come with the URL: `redis://:password@host` (`requirepass`),
+/// `redis://user:password@host` (an ACL user), `rediss://host` (TLS, verified against the
+/// system's roots or [`tls_root_certificates`](Self::tls_root_certificates)). The `Debug` output
+/// shows URLs with their passwords replaced by `***`.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// The server, as a `redis://[user:password@]host[:port][/db]` URL (with
-    /// [`cluster`](Self::cluster): the first seed node).
+    /// The server, as a `redis://[user:password@]host[:port][/db]` URL, or `rediss://..` for
+    /// TLS (with [`cluster`](Self::cluster): the first seed node).
     pub url: String,
     /// Seed nodes of a Redis Cluster (`redis://host:port` each; any few of its nodes, the rest
     /// are found from them); empty for a single server at [`url`](Self::url). Made by
@@ -56,6 +61,56 @@ pub struct RedisConfig {
     /// With a window, each process sends a group's presence changes as one
     /// [`PRESENCE_DIFF`](crate::layer::PRESENCE_DIFF) event per window. Default `None`.
     pub presence_window: Option<Duration>,
+    /// CA certificates (PEM) that a `rediss://` server's certificate must chain to, instead of
+    /// the system's roots.
+    pub(super) tls_root_certificates: Option<Vec<u8>>,
+    /// Certificate chain and private key (PEM) this client shows a `rediss://` server that asks
+    /// for one (`tls-auth-clients yes`).
+    pub(super) tls_client_certificate: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// `url` with the password of its userinfo (`user:password@`) replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<String> = self.cluster_nodes.iter().map(|n| redact_url(n)).collect();
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("cluster_nodes", &nodes)
+            .field("prefix", &self.prefix)
+            .field("capacity", &self.capacity)
+            .field("expiry", &self.expiry)
+            .field("group_expiry", &self.group_expiry)
+            .field("command_timeout", &self.command_timeout)
+            .field("health_check_interval", &self.health_check_interval)
+            .field("process_ttl", &self.process_ttl)
+            .field("unsubscribe_interval", &self.unsubscribe_interval)
+            .field("capacities", &self.capacities)
+            .field("histories", &self.histories)
+            .field("presence_window", &self.presence_window)
+            .field(
+                "tls_root_certificates",
+                &self.tls_root_certificates.as_ref().map(Vec::len),
+            )
+            .field(
+                "tls_client_certificate",
+                &self.tls_client_certificate.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
 }
 
 impl RedisConfig {
@@ -75,7 +130,43 @@ impl RedisConfig {
             capacities: crate::layer::Capacities::default(),
             histories: crate::layer::Histories::default(),
             presence_window: None,
+            tls_root_certificates: None,
+            tls_client_certificate: None,
         }
+    }
+
+    /// Trusts the CA certificates in `pem` (one or more PEM blocks) for `rediss://` servers,
+    /// instead of the system's roots: a deployment's own CA.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificates = Some(pem.into());
+        self
+    }
+
+    /// Shows `certificate_chain` (PEM) with its `private_key` (PEM: PKCS#8, PKCS#1 or SEC1) to
+    /// `rediss://` servers that authenticate clients by certificate (`tls-auth-clients yes`).
+    pub fn tls_client_certificate(
+        mut self,
+        certificate_chain: impl Into<Vec<u8>>,
+        private_key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_client_certificate = Some((certificate_chain.into(), private_key.into()));
+        self
+    }
+
+    /// The TLS material for the redis crate, when any was given.
+    pub(super) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.tls_root_certificates.is_none() && self.tls_client_certificate.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.tls_client_certificate.as_ref().map(|(cert, key)| {
+                redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }
+            }),
+            root_cert: self.tls_root_certificates.clone(),
+        })
     }
 
     /// Settings for a Redis Cluster (Redis 7 or later) reached through `nodes`, seed node URLs
@@ -210,5 +301,27 @@ impl RedisConfig {
     pub fn unsubscribe_interval(mut self, interval: Duration) -> Self {
         self.unsubscribe_interval = interval;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        assert_eq!(
+            redact_url("redis://layer:s3cret@10.0.0.1:6379/0"),
+            "redis://layer:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("rediss://:s3cret@host"), "rediss://:***@host");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("redis://user@host"), "redis://user@host");
+        assert_eq!(redact_url("redis://host/a@b"), "redis://host/a@b");
+        let config = RedisConfig::cluster(["redis://u:p4ss@a:1", "redis://u:p4ss@b:2"])
+            .tls_client_certificate("CERT", "KEY");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("p4ss") && !debug.contains("KEY"), "{debug}");
+        assert!(debug.contains("redis://u:***@b:2"), "{debug}");
     }
 }

@@ -70,7 +70,7 @@ enum Backend {
     /// One server: commands on a connection manager; the subscription and each named channel's
     /// pump on connections of their own, made from `client`.
     Single {
-        client: Client,
+        client: Box<Client>,
         commands: ConnectionManager,
     },
     /// A Redis Cluster: commands on a cluster connection (redirections followed, the slot map
@@ -790,10 +790,15 @@ impl RedisChannelLayer {
         let (to_subscriber, commands_in) = mpsc::channel(256);
         let (backend, subscription) = if config.is_cluster() {
             let nodes = config.cluster_nodes.clone();
+            let certificates = config.tls_certificates();
             let builder = || {
-                ClusterClientBuilder::new(nodes.clone())
+                let builder = ClusterClientBuilder::new(nodes.clone())
                     .connection_timeout(timeout)
-                    .response_timeout(timeout)
+                    .response_timeout(timeout);
+                match &certificates {
+                    Some(certificates) => builder.certs(certificates.clone()),
+                    None => builder,
+                }
             };
             let commands_client = builder().build().map_err(client_error)?;
             let commands = in_time(
@@ -820,7 +825,11 @@ impl RedisChannelLayer {
                 Some((subscriptions, pushed)),
             )
         } else {
-            let client = Client::open(config.url.as_str()).map_err(client_error)?;
+            let client = match config.tls_certificates() {
+                Some(certificates) => Client::build_with_tls(config.url.as_str(), certificates),
+                None => Client::open(config.url.as_str()),
+            }
+            .map_err(client_error)?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -833,7 +842,13 @@ impl RedisChannelLayer {
                 .await,
                 timeout,
             )?;
-            (Backend::Single { client, commands }, None)
+            (
+                Backend::Single {
+                    client: Box::new(client),
+                    commands,
+                },
+                None,
+            )
         };
         let mut local_config = InMemoryConfig::default()
             .capacity(config.capacity)
