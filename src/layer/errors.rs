@@ -92,7 +92,14 @@ pub enum BackendError {
     /// No answer within the layer's command timeout.
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
-    /// The backend's client failed (connection refused or dropped, protocol error).
+    /// The backend's client failed (connection refused or dropped, protocol error, TLS
+    /// handshake).
     #[error(transparent)]
     Client(Box<dyn std::error::Error + Send + Sync>),
+    /// The backend refused this client's credentials or permissions: a wrong password or user
+    /// (Redis `WRONGPASS`), none given where one is required (`NOAUTH`), or a key, channel or
+    /// command its ACL user may not use (`NOPERM`). Retrying does not help: fix the
+    /// configuration.
+    #[error("refused by the backend (credentials or ACL): {0}")]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
 }

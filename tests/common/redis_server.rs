@@ -27,7 +27,8 @@ impl RedisServer {
         Self::start_with(&[]).await
     }
 
-    /// Starts a server on a free port with extra `redis-server` arguments (e.g. `--timeout 1`).
+    /// Starts a server on a free port with extra `redis-server` arguments (e.g. `--timeout 1`);
+    /// `{port}` in them is that port (`--port 0 --tls-port {port}`: TLS only).
     pub async fn start_with(extra: &[&str]) -> Self {
         Self::start_on_free_port(extra, |_| true).await
     }
@@ -118,9 +119,13 @@ impl Drop for RedisServer {
 /// Starts `redis-server` on `port` and waits for its "Ready to accept connections" line; `None`
 /// if it exited first (port taken).
 async fn spawn(port: u16, extra: &[&str]) -> Option<Child> {
+    let extra: Vec<String> = extra
+        .iter()
+        .map(|arg| arg.replace("{port}", &port.to_string()))
+        .collect();
     let mut child = match Command::new("redis-server")
         .args(["--port", &port.to_string()])
-        .args(extra)
+        .args(&extra)
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         // Never load a dump.rdb from the working directory (a Redis run there by hand leaves
         // one): a file of its own that does not exist.

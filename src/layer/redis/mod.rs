@@ -399,7 +399,7 @@ impl Shared {
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(target: "switchboard::layer", %error, "Redis command failed");
-                    return Err(self.unavailable(BackendError::Client(Box::new(error))));
+                    return Err(self.unavailable(backend_error(error)));
                 }
                 Err(_) => {
                     tracing::warn!(target: "switchboard::layer", timeout = ?self.config.command_timeout, "Redis command timed out");
@@ -771,9 +771,7 @@ impl RedisChannelLayer {
     /// If `config.capacity` is 0, or if called outside a tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self, LayerError> {
         assert!(config.capacity > 0, "channel capacity must be at least 1");
-        let client_error = |error: redis::RedisError| {
-            LayerError::Unavailable(BackendError::Client(Box::new(error)))
-        };
+        let client_error = |error: redis::RedisError| LayerError::Unavailable(backend_error(error));
         let timeout = config.command_timeout;
         fn in_time<T>(
             made: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
@@ -781,9 +779,7 @@ impl RedisChannelLayer {
         ) -> Result<T, LayerError> {
             match made {
                 Ok(Ok(made)) => Ok(made),
-                Ok(Err(error)) => Err(LayerError::Unavailable(BackendError::Client(Box::new(
-                    error,
-                )))),
+                Ok(Err(error)) => Err(LayerError::Unavailable(backend_error(error))),
                 Err(_) => Err(LayerError::Unavailable(BackendError::Timeout(timeout))),
             }
         }
@@ -850,6 +846,27 @@ impl RedisChannelLayer {
                 None,
             )
         };
+        // Credentials and ACL at start-up, not at the first send: a key under the prefix.
+        let probe = format!("{}:probe", config.prefix);
+        let probed: Result<redis::RedisResult<bool>, _> = match &backend {
+            Backend::Single { commands, .. } => {
+                let mut commands = commands.clone();
+                tokio::time::timeout(
+                    timeout,
+                    redis::cmd("EXISTS").arg(&probe).query_async(&mut commands),
+                )
+                .await
+            }
+            Backend::Cluster { commands, .. } => {
+                let mut commands = commands.clone();
+                tokio::time::timeout(
+                    timeout,
+                    redis::cmd("EXISTS").arg(&probe).query_async(&mut commands),
+                )
+                .await
+            }
+        };
+        in_time(probed, timeout)?;
         let mut local_config = InMemoryConfig::default()
             .capacity(config.capacity)
             .expiry(config.expiry)
@@ -907,7 +924,8 @@ impl RedisChannelLayer {
             _tasks: Arc::new(stop.drop_guard()),
         };
         match tokio::time::timeout(shared.config.command_timeout, is_ready).await {
-            Ok(Ok(())) => Ok(layer),
+            Ok(Ok(Ok(()))) => Ok(layer),
+            Ok(Ok(Err(error))) => Err(LayerError::Unavailable(backend_error(error))),
             _ => Err(LayerError::Unavailable(BackendError::Timeout(
                 shared.config.command_timeout,
             ))),
@@ -1301,6 +1319,18 @@ impl ChannelLayer for RedisChannelLayer {
         stats.unavailable = c.unavailable.load(Ordering::Relaxed);
         stats.reconnections = c.reconnections.load(Ordering::Relaxed);
         stats
+    }
+}
+
+/// A Redis error as the layer reports it: credentials and ACL refusals apart, since retrying
+/// cannot mend them.
+pub(super) fn backend_error(error: redis::RedisError) -> BackendError {
+    let refused = error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("NOAUTH" | "NOPERM" | "WRONGPASS"));
+    if refused {
+        BackendError::Refused(Box::new(error))
+    } else {
+        BackendError::Client(Box::new(error))
     }
 }
 

@@ -34,7 +34,7 @@ async fn subscribe_all(
 pub(super) async fn subscriber(
     shared: Arc<Shared>,
     mut commands: mpsc::Receiver<SubscriberCommand>,
-    mut ready: Option<oneshot::Sender<()>>,
+    mut ready: Option<oneshot::Sender<redis::RedisResult<()>>>,
 ) {
     let mut groups: HashSet<Box<str>> = HashSet::new();
     let mut backoff = Duration::from_millis(50);
@@ -51,6 +51,15 @@ pub(super) async fn subscriber(
         let (mut sink, mut stream) = match connected {
             Ok(Ok(connection)) => connection,
             failed => {
+                if let Ok(Err(error)) = &failed {
+                    if let BackendError::Refused(_) = backend_error(error.clone()) {
+                        if let Some(ready) = ready.take() {
+                            // At start-up: `connect` fails with it.
+                            let _ = ready.send(Err(error.clone()));
+                            return;
+                        }
+                    }
+                }
                 if was_connected || ready.is_some() {
                     match failed {
                         Ok(Err(error)) => {
@@ -89,7 +98,7 @@ pub(super) async fn subscriber(
         backoff = Duration::from_millis(50);
         shared.subscriber_connected.store(true, Ordering::Relaxed);
         if let Some(ready) = ready.take() {
-            let _ = ready.send(());
+            let _ = ready.send(Ok(()));
         } else {
             shared
                 .counters
@@ -373,7 +382,7 @@ pub(super) async fn cluster_subscriber(
     client: ClusterClient,
     mut pushes: mpsc::Receiver<redis::PushInfo>,
     mut commands: mpsc::Receiver<SubscriberCommand>,
-    ready: oneshot::Sender<()>,
+    ready: oneshot::Sender<redis::RedisResult<()>>,
 ) {
     let timeout = shared.config.command_timeout;
     let connected = tokio::select! {
@@ -388,6 +397,7 @@ pub(super) async fn cluster_subscriber(
         Ok(Ok(connection)) => connection,
         Ok(Err(error)) => {
             tracing::warn!(target: "switchboard::layer", %error, "Redis Cluster subscription connection failed");
+            let _ = ready.send(Err(error));
             return;
         }
         Err(_) => {
@@ -396,7 +406,7 @@ pub(super) async fn cluster_subscriber(
         }
     };
     shared.subscriber_connected.store(true, Ordering::Relaxed);
-    let _ = ready.send(());
+    let _ = ready.send(Ok(()));
     // Every shard channel subscribed to, and those to subscribe again: after a failed
     // `SSUBSCRIBE`, and all of them after a node went away (a new `SSUBSCRIBE` goes to the slot's
     // owner now, which also makes the connection learn the cluster's new shape: an idle
