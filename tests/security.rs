@@ -488,3 +488,156 @@ async fn traversal_and_encoding_tricks_do_not_reach_other_routes() {
     let mut client = server.connect("/ws/public/%252e%252e/").await;
     echoes(&mut client).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-user groups: one authenticated user cannot read another's notifications.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Account {
+    id: String,
+}
+
+/// Joins its user's group and forwards `notify` events to the client.
+struct Inbox;
+
+#[switchboard::async_trait]
+impl WebSocketConsumer for Inbox {
+    async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+        let id = ctx
+            .scope()
+            .extensions
+            .get::<Account>()
+            .map(|a| a.id.clone());
+        let Some(id) = id else {
+            ctx.close(4401, "no account").await?;
+            return Ok(());
+        };
+        ctx.group_add(&switchboard::layer::user_group(&id)).await?;
+        ctx.accept().await?;
+        Ok(())
+    }
+    async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> {
+        Ok(())
+    }
+    fn forwards_event(&self, event_type: &str) -> bool {
+        event_type == "notify"
+    }
+}
+
+#[tokio::test]
+async fn a_user_cannot_read_another_user_s_notifications() {
+    use switchboard::layer::{user_group, ChannelLayer};
+    use switchboard::middleware::{
+        authenticator_fn, AuthMiddleware, CookieMiddleware, TokenSource,
+    };
+    // Session tokens are secrets the server resolves; ids never come from the client.
+    let sessions = authenticator_fn(|token: String| async move {
+        Ok(match token.as_str() {
+            "s-ada-8f3a" => Some(Account { id: "ada".into() }),
+            "s-bob-77c1" => Some(Account { id: "bob".into() }),
+            _ => None,
+        })
+    });
+    let app = ProtocolTypeRouter::new().websocket(CookieMiddleware::new(
+        AuthMiddleware::new(UrlRouter::new().route("/ws/inbox/", || Inbox), sessions)
+            .token_sources([TokenSource::cookie("session")])
+            .allow_anonymous(false),
+    ));
+    let server = TestServer::start(app).await;
+    let addr = server.addr;
+    let with = |lines: &str| {
+        format!(
+            "GET /ws/inbox/?user=bob&id=bob HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{lines}\r\n"
+        )
+    };
+    // Without a valid session: refused, whatever else the request claims.
+    for attempt in [
+        "",
+        "Cookie: session=bob\r\n",
+        "Cookie: session=s-bob\r\n",
+        "Cookie: session=S-BOB-77C1\r\n",
+        "Cookie: session=s-bob-77c1%00\r\n",
+        "Authorization: Bearer s-bob-77c1\r\nX-User: bob\r\n",
+        "Cookie: user=bob; id=bob\r\n",
+    ] {
+        assert_eq!(
+            raw_status(addr, &with(attempt)).await,
+            Some(401),
+            "{attempt:?}"
+        );
+    }
+    assert_eq!(server.layer.stats().groups, 0, "nobody joined any group");
+
+    // Ada, signed in, asking for bob's in every way a request can: she is ada.
+    let mut request = server
+        .url("/ws/inbox/?user=bob")
+        .into_client_request_for_test();
+    let headers = request.headers_mut();
+    headers.insert(
+        "cookie",
+        "session=s-ada-8f3a; user=bob; session_user=bob"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert("x-user", "bob".parse().unwrap());
+    let (mut ada, _) = within(tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
+    // A second `session` cookie after hers is not taken either: the first one wins.
+    let mut request = server.url("/ws/inbox/").into_client_request_for_test();
+    request.headers_mut().insert(
+        "cookie",
+        "session=s-ada-8f3a; session=s-bob-77c1".parse().unwrap(),
+    );
+    let (mut ada_again, _) = within(tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
+    let mut request = server.url("/ws/inbox/").into_client_request_for_test();
+    request
+        .headers_mut()
+        .insert("cookie", "session=s-bob-77c1".parse().unwrap());
+    let (mut bob, _) = within(tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
+
+    let to = |id: &str| user_group(id);
+    let sent = server
+        .layer
+        .group_send(
+            &to("bob"),
+            &serde_json::json!({"type": "notify", "for": "bob"}),
+        )
+        .await
+        .unwrap();
+    assert!(sent.reached_anyone());
+    assert_eq!(common::recv_json(&mut bob).await["for"], "bob");
+    server
+        .layer
+        .group_send(
+            &to("ada"),
+            &serde_json::json!({"type": "notify", "for": "ada"}),
+        )
+        .await
+        .unwrap();
+    // Each of ada's tabs gets ada's, and nothing sent to bob came first.
+    assert_eq!(common::recv_json(&mut ada).await["for"], "ada");
+    assert_eq!(common::recv_json(&mut ada_again).await["for"], "ada");
+    // Ids that look alike are other groups: "Bob", "bob " and "bob\u{200b}" are not bob.
+    for lookalike in ["Bob", "bob ", "bob\u{200b}", "bob\0", "user.bob"] {
+        assert_ne!(to(lookalike), to("bob"), "{lookalike:?}");
+    }
+}
+
+trait ForTest {
+    fn into_client_request_for_test(self) -> http::Request<()>;
+}
+
+impl ForTest for String {
+    fn into_client_request_for_test(self) -> http::Request<()> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        self.into_client_request().unwrap()
+    }
+}
