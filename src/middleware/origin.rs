@@ -96,8 +96,18 @@ struct Origin {
 }
 
 impl Origin {
+    /// Parses an origin as browsers serialize it (RFC 6454 §6.2): `scheme://host[:port]` and
+    /// nothing else — no user, path, query or fragment.
     fn parse(value: &str) -> Option<Self> {
         let uri: http::Uri = value.parse().ok()?;
+        let authority = uri.authority()?;
+        if authority.as_str().contains('@')
+            || uri.query().is_some()
+            || !uri.path().is_empty() && uri.path() != "/"
+            || value.ends_with('/')
+        {
+            return None;
+        }
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let host = uri.host()?.to_ascii_lowercase();
         let port = uri.port_u16().or_else(|| default_port(&scheme));
@@ -493,6 +503,14 @@ mod tests {
         assert_eq!(judge("null"), OriginVerdict::Refused);
         assert_eq!(judge(""), OriginVerdict::Refused);
         assert_eq!(judge("chat.test:8080"), OriginVerdict::Refused);
+        for malformed in [
+            "http://user@chat.test:8080",
+            "http://chat.test:8080/",
+            "http://chat.test:8080/path",
+            "http://chat.test:8080?q",
+        ] {
+            assert_eq!(judge(malformed), OriginVerdict::Refused, "{malformed}");
+        }
         assert_eq!(
             judge("https://chat.test:8080"),
             OriginVerdict::RefusedScheme,
