@@ -2,6 +2,10 @@
 //! refuse the handshake with an HTTP status (Channels' `middleware.py`, `auth.py`,
 //! `security/websocket.py`).
 //!
+//! The server checks every handshake's `Origin` before any middleware
+//! ([`ServerConfig::origin_check`](crate::ServerConfig::origin_check), on by default); the
+//! validators here narrow that per application (e.g. one route only for one site).
+//!
 //! # Order
 //!
 //! Middleware nests, and the one written first (outermost) sees the handshake first, as in
