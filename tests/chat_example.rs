@@ -41,6 +41,11 @@ async fn chat_server() -> TestServer {
     chat_server_with(chat::History::open(std::path::Path::new(":memory:")).unwrap()).await
 }
 
+/// The key a test's page `name` holds its name with (a page makes 32 random hex digits).
+fn key_of(name: &str) -> String {
+    format!("test-key-of-the-page-of-{name}")
+}
+
 /// Joins `room` as `name` and reads up to the first presence list (after any history).
 async fn join(server: &TestServer, room: &str, name: &str) -> (Client, Vec<Value>, Vec<String>) {
     let (client, history, online, _) = rejoin(server, room, name, None).await;
@@ -57,7 +62,10 @@ async fn rejoin(
 ) -> (Client, Vec<Value>, Vec<String>, Value) {
     let since = since.map_or(String::new(), |since| format!("&since={since}"));
     let mut client = server
-        .connect_from(&format!("/ws/chat/{room}/?name={name}{since}"), ORIGIN)
+        .connect_from(
+            &format!("/ws/chat/{room}/?name={name}&key={}{since}", key_of(name)),
+            ORIGIN,
+        )
         .await;
     let mut history = Vec::new();
     let mut recovery = Value::Null;
@@ -393,6 +401,67 @@ async fn history_is_kept_in_the_database_file_across_restarts() {
     }
 }
 
+/// Another page (another key) asking for `name` on `server` is told it is taken and closed with
+/// 4009, before joining anything.
+async fn assert_name_taken(server: &TestServer, name: &str) {
+    let mut impostor = server
+        .connect_from(
+            &format!("/ws/chat/lobby/?name={name}&key=an-impostor-s-own-key"),
+            ORIGIN,
+        )
+        .await;
+    let told = recv_json(&mut impostor).await;
+    assert_eq!(
+        told["error"],
+        format!("the name {name} is someone else's: pick another"),
+        "{told}"
+    );
+    let closed = common::recv_close(&mut impostor)
+        .await
+        .expect("a close frame");
+    assert_eq!(u16::from(closed.code), chat::NAME_TAKEN);
+}
+
+#[tokio::test]
+async fn a_name_is_held_by_the_page_that_used_it_first_even_across_restarts() {
+    let path = std::env::temp_dir().join(format!(
+        "switchboard-chat-names-{}.sqlite3",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    {
+        let history = chat::History::open(&path).unwrap();
+        let server = chat_server_with(history.clone()).await;
+        let (mut bob, ..) = join(&server, "lobby", "bob").await;
+        let (mut ada, ..) = join(&server, "lobby", "ada").await;
+        assert_name_taken(&server, "bob").await;
+        // Names that look like bob's are other names, free to take; bob's messages stay his.
+        let (mut lookalike, ..) = join(&server, "lobby", "Bob").await;
+        send_json(&mut ada, &json!({ "message": "for bob", "to": "bob" })).await;
+        assert_private(&next_message(&mut bob).await, "ada", "bob", "for bob");
+        send_json(&mut ada, &json!({ "message": "for Bob", "to": "Bob" })).await;
+        assert_private(&next_message(&mut lookalike).await, "ada", "Bob", "for Bob");
+        // A page without a key is anonymous, whatever name it asks for.
+        let mut keyless = server
+            .connect_from("/ws/chat/lobby/?name=bob", ORIGIN)
+            .await;
+        send_json(&mut keyless, &json!({ "message": "who am I" })).await;
+        assert_eq!(next_message(&mut keyless).await["user"], "anonymous");
+        // bob comes back with his key, from another tab: still bob.
+        let (_bob_again, ..) = join(&server, "kitchen", "bob").await;
+        drop((bob, ada, lookalike, keyless));
+        server.shutdown().await;
+        history.close().await;
+    }
+    // After a restart on the same file, bob's name is still his page's.
+    let server = chat_server_with(chat::History::open(&path).unwrap()).await;
+    assert_name_taken(&server, "bob").await;
+    let (_bob, ..) = join(&server, "lobby", "bob").await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 #[tokio::test]
 async fn presence_lists_who_is_online_and_survives_dropped_connections() {
     let server = chat_server().await;
@@ -681,6 +750,10 @@ async fn a_private_message_crosses_processes_through_redis() {
     let (mut bob, ..) = join(&two, "lobby", "bob").await;
     let (mut bob_on_one, ..) = join(&one, "attic", "bob").await;
 
+    // bob's name is held by his page's key on every process.
+    for server in [&one, &two] {
+        assert_name_taken(server, "bob").await;
+    }
     send_json(&mut ada, &json!({ "message": "across", "to": "bob" })).await;
     for client in [&mut bob, &mut bob_on_one, &mut ada, &mut ada_on_two] {
         assert_private(&next_message(client).await, "ada", "bob", "across");

@@ -141,9 +141,10 @@ async fn join(proxy: u16, source: &str, name: &str) -> (Client, Vec<String>) {
         .connect(format!("127.0.0.1:{proxy}").parse().unwrap())
         .await
         .unwrap();
-    let mut request = format!("ws://127.0.0.1:{proxy}/ws/chat/lobby/?name={name}")
-        .into_client_request()
-        .unwrap();
+    let mut request =
+        format!("ws://127.0.0.1:{proxy}/ws/chat/lobby/?name={name}&key=nginx-test-key-of-{name}")
+            .into_client_request()
+            .unwrap();
     request.headers_mut().insert(
         "origin",
         format!("http://127.0.0.1:{proxy}").parse().unwrap(),

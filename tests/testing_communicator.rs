@@ -44,9 +44,18 @@ async fn next_message(client: &mut WebSocketCommunicator) -> Value {
 #[tokio::test]
 async fn chat_broadcasts_between_communicators_sharing_a_layer() {
     let layer = InMemoryChannelLayer::new();
-    let mut alice = chat_client("/ws/chat/lobby/?name=alice", &layer);
-    let mut bob = chat_client("/ws/chat/lobby/?name=bob", &layer);
-    let mut carol = chat_client("/ws/chat/other/?name=carol", &layer);
+    let mut alice = chat_client(
+        "/ws/chat/lobby/?name=alice&key=communicator-test-key-alice",
+        &layer,
+    );
+    let mut bob = chat_client(
+        "/ws/chat/lobby/?name=bob&key=communicator-test-key-bob",
+        &layer,
+    );
+    let mut carol = chat_client(
+        "/ws/chat/other/?name=carol&key=communicator-test-key-carol",
+        &layer,
+    );
     for c in [&mut alice, &mut bob, &mut carol] {
         c.connect().await.unwrap().expect_accepted();
     }

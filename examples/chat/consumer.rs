@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use switchboard::application::WebSocketApplication;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
 use switchboard::layer::{user_group, Recovery, StreamPosition};
-use switchboard::middleware::{authenticator_fn, AuthMiddleware, TokenSource};
+use switchboard::middleware::{
+    AuthMiddleware, Authenticator, CookieMiddleware, Cookies, TokenSource,
+};
 use switchboard::routing::UrlRouter;
 
 use super::history::{History, StoredMessage};
@@ -19,11 +21,52 @@ const MAX_USER_CHARS: usize = 32;
 /// Longest room name accepted (the group name adds a 5-character prefix; groups stay under 100).
 const MAX_ROOM_CHARS: usize = 64;
 
-/// Who a connection is, set by the auth middleware from `?name=` or the `name` cookie.
+/// Who a connection is, set by the auth middleware: the name it asked for (`?name=` or the
+/// `name` cookie), if its key (the `key` cookie, or `?key=`) holds that name — the first key to
+/// use a name holds it for good. A name held by another key is `taken`: the connection is told
+/// and closed with [`NAME_TAKEN`].
 #[derive(Clone, Debug)]
 pub(crate) struct ChatUser {
     name: String,
+    taken: bool,
 }
+
+/// Close code of a connection whose name another page holds.
+pub(crate) const NAME_TAKEN: u16 = 4009;
+
+/// Names held by keys: the chat's sign-in (a page makes a random key once and keeps it).
+struct NameKeys {
+    history: History,
+}
+
+#[switchboard::async_trait]
+impl Authenticator for NameKeys {
+    type User = ChatUser;
+
+    async fn authenticate(
+        &self,
+        key: &str,
+        scope: &switchboard::scope::Scope,
+    ) -> switchboard::Result<Option<ChatUser>> {
+        let asked = scope.query_param("name").or_else(|| {
+            scope
+                .extensions
+                .get::<Cookies>()
+                .and_then(|c| c.get("name").map(str::to_owned))
+        });
+        let Some(name) = asked.as_deref().and_then(clean_name) else {
+            return Ok(None);
+        };
+        if key.len() < MIN_KEY_CHARS {
+            return Ok(None);
+        }
+        let taken = !self.history.claim_name(&name, key).await?;
+        Ok(Some(ChatUser { name, taken }))
+    }
+}
+
+/// Shortest key accepted: the page's are 32 hex digits (128 random bits).
+const MIN_KEY_CHARS: usize = 16;
 
 /// What the browser sends: a message for the room, or, with `to`, for one user only.
 #[derive(Deserialize)]
@@ -161,6 +204,16 @@ impl JsonWebSocketConsumer for ChatConsumer {
         }
         self.group = format!("chat_{room}");
         self.room = room;
+        if let Some(user) = ctx.scope().extensions.get::<ChatUser>() {
+            if user.taken {
+                let error = format!("the name {} is someone else's: pick another", user.name);
+                ctx.accept().await?;
+                ctx.send_json(&serde_json::json!({ "error": error }))
+                    .await?;
+                ctx.close(NAME_TAKEN, "name taken").await?;
+                return Ok(());
+            }
+        }
         let name = user_of(ctx);
         if ctx.scope().extensions.get::<ChatUser>().is_some() {
             // Every tab of this user, on any process, is in the user's group: private messages.
@@ -289,18 +342,21 @@ async fn send_error(ctx: &mut Context, error: &str) -> switchboard::Result<()> {
     Ok(())
 }
 
-/// The chat's WebSocket side: user name → `/ws/chat/{room}/`. (Origins are checked before
-/// this by the server: `ServerConfig::origin_check`.)
+/// The chat's WebSocket side: cookies → user name (held by the page's key) →
+/// `/ws/chat/{room}/`. (Origins are checked before this by the server:
+/// `ServerConfig::origin_check`.)
 pub(crate) fn websocket_app(history: History) -> impl WebSocketApplication {
-    let names = authenticator_fn(|name: String| async move {
-        Ok(clean_name(&name).map(|name| ChatUser { name }))
-    });
-    AuthMiddleware::new(
-        UrlRouter::new().nest(
-            "/ws",
-            UrlRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
-        ),
-        names,
+    let names = NameKeys {
+        history: history.clone(),
+    };
+    CookieMiddleware::new(
+        AuthMiddleware::new(
+            UrlRouter::new().nest(
+                "/ws",
+                UrlRouter::new().route("/chat/{room}/", move || ChatConsumer::new(history.clone())),
+            ),
+            names,
+        )
+        .token_sources([TokenSource::cookie("key"), TokenSource::query("key")]),
     )
-    .token_sources([TokenSource::query("name"), TokenSource::cookie("name")])
 }

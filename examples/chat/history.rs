@@ -41,6 +41,9 @@ struct HistoryInner {
     writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     shared: Option<SharedStore>,
+    /// Who holds each user name: the SHA-256 (hex) of the key of the page that used it first.
+    /// Every name in SQLite, read when the history opens (in Redis when shared).
+    names: Mutex<HashMap<String, String>>,
 }
 
 /// Where the shared history lives: one Redis server, or a Redis Cluster.
@@ -149,7 +152,8 @@ impl History {
                  CREATE TABLE IF NOT EXISTS messages (
                      id INTEGER PRIMARY KEY, room TEXT NOT NULL, user TEXT NOT NULL,
                      message TEXT NOT NULL, time INTEGER NOT NULL);
-                 CREATE INDEX IF NOT EXISTS messages_room ON messages (room, id);",
+                 CREATE INDEX IF NOT EXISTS messages_room ON messages (room, id);
+                 CREATE TABLE IF NOT EXISTS names (name TEXT PRIMARY KEY, key_hash TEXT NOT NULL);",
             )?;
             Ok(db)
         };
@@ -158,6 +162,10 @@ impl History {
             reader.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |row| {
                 row.get(0)
             })?;
+        let names = reader
+            .prepare("SELECT name, key_hash FROM names")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<HashMap<String, String>>>()?;
         // ":memory:" is a new database per connection: there, one connection serves both sides.
         let shared = Arc::new(Mutex::new(reader));
         let writer_db = if path == std::path::Path::new(":memory:") {
@@ -178,6 +186,7 @@ impl History {
                 writes: Mutex::new(Some(writes)),
                 writer: Mutex::new(Some(writer)),
                 shared: None,
+                names: Mutex::new(names),
             }),
         })
     }
@@ -239,6 +248,49 @@ impl History {
             .entry(room.to_owned())
             .or_insert(loaded);
         Ok(())
+    }
+
+    /// Whether the page with `key` may use `name`: it is the first to use it (and now holds it),
+    /// or it already holds it. Names are held for good: by this history's SQLite file, or by
+    /// Redis when shared.
+    pub(crate) async fn claim_name(&self, name: &str, key: &str) -> switchboard::Result<bool> {
+        use sha2::Digest;
+        let key_hash: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Some(redis) = &self.inner.shared {
+            // One round trip: set if free, and say who held it before.
+            let held: Option<String> = redis
+                .query(
+                    redis::cmd("SET")
+                        .arg(format!("chat:name:{{{name}}}"))
+                        .arg(&key_hash)
+                        .arg("NX")
+                        .arg("GET"),
+                )
+                .await?;
+            return Ok(held.is_none_or(|held| held == key_hash));
+        }
+        {
+            let mut names = self.inner.names.lock().unwrap();
+            if let Some(held) = names.get(name) {
+                return Ok(*held == key_hash);
+            }
+            names.insert(name.to_owned(), key_hash.clone());
+        }
+        let db = self.inner.db.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            db.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .execute(
+                    "INSERT OR IGNORE INTO names (name, key_hash) VALUES (?1, ?2)",
+                    rusqlite::params![name, key_hash],
+                )
+        })
+        .await??;
+        Ok(true)
     }
 
     /// Stores a message and returns it with its id.

@@ -41,7 +41,7 @@ use switchboard::layer::{
 };
 
 #[allow(unused_imports)] // for the tests that include this file
-pub(crate) use consumer::{websocket_app, ChatConsumer};
+pub(crate) use consumer::{websocket_app, ChatConsumer, NAME_TAKEN};
 pub(crate) use history::{History, SharedStore};
 pub(crate) use pages::application;
 

@@ -17,10 +17,19 @@ function launchBrowser() {
   });
 }
 
+/** The key of `name`'s pages: every page a test opens as one user holds that user's name
+ * (each page is a browser context of its own, which would otherwise make a key of its own). */
+function keyOf(name) {
+  return Buffer.from(name).toString('hex').padEnd(32, '0').slice(0, 32);
+}
+
 /** A new page in `room` on the chat at `address`, as user `name`, once its socket is open. */
 async function openRoom(browser, address, room, name) {
   const page = await browser.newPage();
-  await page.addInitScript((n) => localStorage.setItem('switchboard.user', n), name);
+  await page.addInitScript(([n, key]) => {
+    localStorage.setItem('switchboard.user', n);
+    localStorage.setItem('switchboard.key', key);
+  }, [name, keyOf(name)]);
   await page.goto(`http://${address}/chat/${room}/`);
   await page.waitForSelector('#status.open', { timeout: WAIT });
   return page;
@@ -40,4 +49,4 @@ async function waitOnline(page, names) {
     JSON.stringify(names), { timeout: WAIT });
 }
 
-module.exports = { CHAT_BIN, WAIT, launchBrowser, openRoom, say, online, waitOnline };
+module.exports = { CHAT_BIN, WAIT, keyOf, launchBrowser, openRoom, say, online, waitOnline };

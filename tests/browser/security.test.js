@@ -1,7 +1,8 @@
 // Attacks from a real browser (headless Chromium, as chat.test.js): a page on another origin —
 // another port of 127.0.0.1 — opening a WebSocket to the chat with no configuration of the
 // chat's but its defaults, and markup typed into every field the chat shows (user names in the
-// log, the online list and private-message headers; messages; room names).
+// log, the online list and private-message headers; messages; room names), and a page taking
+// a name another page holds.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -120,4 +121,20 @@ test('markup in names and messages is shown as text and never runs', async () =>
   assert.equal(await odd.evaluate(() => window.pwned), undefined, 'nothing executed');
   await odd.close();
   await ada.close();
+});
+
+test('a page cannot take a name another page holds, nor read its private messages', async () => {
+  const bob = await openRoom(browser, address, 'lobby', 'bob');
+  const ada = await openRoom(browser, address, 'lobby', 'ada');
+  // Another browser (its own key) asks for the name bob.
+  const impostor = await browser.newPage();
+  await impostor.addInitScript(() => localStorage.setItem('switchboard.user', 'bob'));
+  await impostor.goto(`http://${address}/chat/lobby/`);
+  await impostor.waitForSelector('#status:has-text("name taken")', { timeout: WAIT });
+  await impostor.waitForSelector('#log li.error:has-text("someone else\'s")', { timeout: WAIT });
+  await ada.click('#online li:text-is("bob")');
+  await say(ada, 'for bob only');
+  await bob.waitForSelector('#log li.private:has-text("for bob only")', { timeout: WAIT });
+  assert.equal(await impostor.locator('#log li:has-text("for bob only")').count(), 0);
+  for (const page of [bob, ada, impostor]) await page.close();
 });

@@ -171,7 +171,10 @@ struct Target {
     #[arg(long = "also-server")]
     also_servers: Vec<SocketAddr>,
     /// WebSocket path; `{room}` and `{name}` are filled in.
-    #[arg(long, default_value = "/ws/chat/{room}/?name={name}")]
+    #[arg(
+        long,
+        default_value = "/ws/chat/{room}/?name={name}&key=loadgen-test-key-{name}"
+    )]
     path: String,
     /// `Origin` header to send (servers check it); default: the server's own origin,
     /// `http://<the address connected to>`, as a page it served would send.
