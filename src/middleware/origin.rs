@@ -230,14 +230,20 @@ impl OriginCheck {
         if self.any {
             return OriginVerdict::Allowed;
         }
-        let Some(value) = scope.header(http::header::ORIGIN) else {
+        let mut values = scope.headers.get_all(http::header::ORIGIN).iter();
+        let Some(value) = values.next() else {
             return if self.refuse_missing {
                 OriginVerdict::Refused
             } else {
                 OriginVerdict::Allowed
             };
         };
-        let Some(origin) = Origin::parse(value) else {
+        // Two `Origin`s, or one that is not text, say nothing certain: refused, never taken for
+        // a missing one (found by the handshake fuzz target).
+        if values.next().is_some() {
+            return OriginVerdict::Refused;
+        }
+        let Some(origin) = value.to_str().ok().and_then(Origin::parse) else {
             return OriginVerdict::Refused;
         };
         if same_origin(&origin, scope) || self.allowed.iter().any(|p| p.matches(&origin)) {
@@ -516,6 +522,18 @@ mod tests {
             OriginVerdict::RefusedScheme,
             "an https page and a plain request: an untrusted TLS proxy, said in the log"
         );
+        let mut opaque = own.clone();
+        opaque.headers.insert(
+            http::header::ORIGIN,
+            http::HeaderValue::from_bytes(b"\xff\xff//chat.test:8080").unwrap(),
+        );
+        assert_eq!(check.judge(&opaque), OriginVerdict::Refused, "not text");
+        let mut twice = with_origin(own.clone(), "http://chat.test:8080");
+        twice.headers.append(
+            http::header::ORIGIN,
+            "http://chat.test:8080".parse().unwrap(),
+        );
+        assert_eq!(check.judge(&twice), OriginVerdict::Refused, "two Origins");
         let no_host = scope("", None);
         assert_eq!(
             check.judge(&with_origin(no_host, "http://chat.test")),
