@@ -9,7 +9,10 @@
 //! ```
 //!
 //! The WebSocket protocol extends the Channels tutorial's: connect to `/ws/chat/{room}/?name=ada`
-//! (or with a `name` cookie), send `{"message": "..."}`; every member of the room, the sender too,
+//! (or with a `name` cookie) with a `key` cookie (or `&key=`: a secret of 16 characters or more;
+//! the page makes 32 random hex digits once) — the first key to use a name holds it, another key
+//! gets `{"error": ".. someone else's .."}` and close 4009, no key is `anonymous` — and send
+//! `{"message": "..."}`; every member of the room, the sender too,
 //! receives `{"type": "message", "id": 7, "message": "...", "user": "ada", "time": <ms>}`. On
 //! joining, the last 50 messages arrive the same way with `"history": true`, then
 //! `{"type": "presence", "online": [{"channel": "...", "name": "ada"}, ...]}`; after that, who
