@@ -18,7 +18,8 @@
 //! ```
 //!
 //! Every metric is named `switchboard_…`; counters end in `_total`. Gauges: open connections,
-//! channels, groups, memberships. Counters: handshakes (accepted, and refused by `cause`),
+//! channels, groups, memberships. Counters: handshakes (accepted, refused by `cause`, and refused
+//! by `max_connections` and `max_connections_per_client`),
 //! messages in and out, clients dropped for not reading, and the channel layer's deliveries,
 //! drops (`reason`), losses and backend failures.
 
@@ -92,6 +93,18 @@ pub fn render(stats: &Stats) -> String {
             ("unavailable", refused.unavailable),
             ("other", refused.other),
         ],
+    );
+    counter(
+        r,
+        "handshakes_refused_max_connections",
+        "WebSocket handshakes refused with 503 because max_connections was reached",
+        stats.refused_max_connections,
+    );
+    counter(
+        r,
+        "handshakes_refused_max_connections_per_client",
+        "WebSocket handshakes refused with 503 because their client address had max_connections_per_client open",
+        stats.refused_max_connections_per_client,
     );
     counter(
         r,

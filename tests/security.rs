@@ -242,6 +242,11 @@ async fn ten_thousand_handshakes_from_one_address_meet_its_cap() {
     let stats = server.stats.snapshot();
     assert_eq!(stats.refused_max_connections_per_client, ATTEMPTS as u64);
     assert_eq!(stats.connections, CAP);
+    let metrics = switchboard::metrics::render(&server.stats.snapshot());
+    assert!(
+        metrics.contains("switchboard_handshakes_refused_max_connections_per_client_total 10000"),
+        "{metrics}"
+    );
 
     // The server serves everyone else meanwhile: another address, HTTP, the held sockets.
     let other = raw_status_from("127.0.0.2", addr, handshake(addr, "").as_bytes()).await;
