@@ -172,31 +172,22 @@ impl ServerConfig {
                 every
             };
         }
-        if let Some(value) = lookup("SWITCHBOARD_MAX_CONNECTIONS") {
-            config.max_connections = if is_off(&value, "none") {
-                None
-            } else {
-                let count: Option<usize> = value.trim().parse().ok();
-                parse(
-                    "SWITCHBOARD_MAX_CONNECTIONS",
-                    COUNT_OR_NONE,
-                    count.map(|_| ()),
-                )?;
-                count
-            };
-        }
-        if let Some(value) = lookup("SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT") {
-            config.max_connections_per_client = if is_off(&value, "none") {
-                None
-            } else {
-                let count: Option<usize> = value.trim().parse().ok();
-                parse(
-                    "SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT",
-                    COUNT_OR_NONE,
-                    count.map(|_| ()),
-                )?;
-                count
-            };
+        for (variable, field) in [
+            ("SWITCHBOARD_MAX_CONNECTIONS", &mut config.max_connections),
+            (
+                "SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT",
+                &mut config.max_connections_per_client,
+            ),
+        ] {
+            if let Some(value) = lookup(variable) {
+                *field = if is_off(&value, "none") {
+                    None
+                } else {
+                    let count: Option<usize> = value.trim().parse().ok();
+                    parse(variable, COUNT_OR_NONE, count.map(|_| ()))?;
+                    count
+                };
+            }
         }
         if let Some(value) = lookup("SWITCHBOARD_ALLOWED_ORIGINS") {
             let patterns: Vec<&str> = value

@@ -11,11 +11,11 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { CHAT_BIN, WAIT, launchBrowser, openRoom, say, online, waitOnline } = require('./pages');
+const pages = require('./pages');
+const { WAIT, launchBrowser, openRoom, say, online, waitOnline } = pages;
 const db = path.join(os.tmpdir(), `switchboard-browser-test-${process.pid}.sqlite3`);
 
 let server = null;
@@ -23,22 +23,10 @@ let address = null;
 let browser = null;
 
 /** Starts the chat on `addr` and resolves with the address it listens on. */
-function startChat(addr) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CHAT_BIN, ['--addr', addr, '--db', db], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('chat did not start: ' + out)), WAIT);
-    child.on('error', reject);
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const found = /open http:\/\/([^/]+)\//.exec(out);
-      if (found) {
-        clearTimeout(timer);
-        server = child;
-        resolve(found[1]);
-      }
-    });
-  });
+async function startChat(addr) {
+  const started = await pages.startChat(['--addr', addr, '--db', db]);
+  server = started.child;
+  return started.address;
 }
 
 function stopChat() {

@@ -2,11 +2,32 @@
 // room, talks, and waits for the online list. Not a test file itself (node --test runs *.test.js).
 'use strict';
 
+const { spawn } = require('node:child_process');
 const { chromium } = require('playwright-core');
 
 const CHAT_BIN = process.env.CHAT_BIN || 'target/debug/examples/chat';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const WAIT = 15000;
+
+/** Starts the chat binary with `args` (`--addr` among them) and resolves with the child and the
+ * address it listens on, once it prints it. */
+function startChat(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(CHAT_BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('chat did not start: ' + out)), WAIT);
+    child.on('error', reject);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const found = /open http:\/\/([^/]+)\//.exec(out);
+      if (found) {
+        clearTimeout(timer);
+        child.stdout.resume();
+        resolve({ child, address: found[1] });
+      }
+    });
+  });
+}
 
 /** Headless Debian Chromium, quiet (no background traffic, no QUIC). */
 function launchBrowser() {
@@ -49,4 +70,4 @@ async function waitOnline(page, names) {
     JSON.stringify(names), { timeout: WAIT });
 }
 
-module.exports = { CHAT_BIN, WAIT, keyOf, launchBrowser, openRoom, say, online, waitOnline };
+module.exports = { CHAT_BIN, WAIT, keyOf, launchBrowser, openRoom, say, online, startChat, waitOnline };

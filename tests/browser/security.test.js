@@ -7,36 +7,17 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { CHAT_BIN, WAIT, launchBrowser, openRoom, say, waitOnline } = require('./pages');
+const { WAIT, launchBrowser, openRoom, say, startChat, waitOnline } = require('./pages');
 const db = path.join(os.tmpdir(), `switchboard-browser-security-${process.pid}.sqlite3`);
 
 let chat = null;
 let address = null;
 let browser = null;
 let evil = null;
-
-function startChat() {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CHAT_BIN, ['--addr', '127.0.0.1:0', '--db', db], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('chat did not start: ' + out)), WAIT);
-    child.on('error', reject);
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
-      const found = /open http:\/\/([^/]+)\//.exec(out);
-      if (found) {
-        clearTimeout(timer);
-        chat = child;
-        resolve(found[1]);
-      }
-    });
-  });
-}
 
 /** A page on another origin that tries the chat's socket and reports how it went in its title. */
 function startEvilSite(target) {
@@ -62,7 +43,7 @@ async function metric(name) {
 
 before(async () => {
   for (const suffix of ['', '-wal', '-shm']) fs.rmSync(db + suffix, { force: true });
-  address = await startChat();
+  ({ child: chat, address } = await startChat(['--addr', '127.0.0.1:0', '--db', db]));
   browser = await launchBrowser();
 });
 
