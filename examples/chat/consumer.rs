@@ -11,7 +11,7 @@ use switchboard::middleware::{
 };
 use switchboard::routing::UrlRouter;
 
-use super::history::{History, StoredMessage};
+use super::history::{History, NameClaim, StoredMessage};
 use super::HISTORY_ON_JOIN;
 
 /// Longest message accepted, in characters.
@@ -23,12 +23,12 @@ const MAX_ROOM_CHARS: usize = 64;
 
 /// Who a connection is, set by the auth middleware: the name it asked for (`?name=` or the
 /// `name` cookie), if its key (the `key` cookie, or `?key=`) holds that name — the first key to
-/// use a name holds it for good. A name held by another key is `taken`: the connection is told
-/// and closed with [`NAME_TAKEN`].
+/// use a name holds it for good. A name it cannot hold (`claim` not `Held`): the connection is
+/// told why and closed with [`NAME_TAKEN`].
 #[derive(Clone, Debug)]
 pub(crate) struct ChatUser {
     name: String,
-    taken: bool,
+    claim: NameClaim,
 }
 
 /// Close code of a connection whose name another page holds.
@@ -60,8 +60,8 @@ impl Authenticator for NameKeys {
         if key.len() < MIN_KEY_CHARS {
             return Ok(None);
         }
-        let taken = !self.history.claim_name(&name, key).await?;
-        Ok(Some(ChatUser { name, taken }))
+        let claim = self.history.claim_name(&name, key).await?;
+        Ok(Some(ChatUser { name, claim }))
     }
 }
 
@@ -205,8 +205,12 @@ impl JsonWebSocketConsumer for ChatConsumer {
         self.group = format!("chat_{room}");
         self.room = room;
         if let Some(user) = ctx.scope().extensions.get::<ChatUser>() {
-            if user.taken {
-                let error = format!("the name {} is someone else's: pick another", user.name);
+            if user.claim != NameClaim::Held {
+                let error = if user.claim == NameClaim::Taken {
+                    format!("the name {} is someone else's: pick another", user.name)
+                } else {
+                    "this server holds all the names it can: come back without one".to_owned()
+                };
                 ctx.accept().await?;
                 ctx.send_json(&serde_json::json!({ "error": error }))
                     .await?;

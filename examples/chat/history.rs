@@ -38,7 +38,7 @@ struct HistoryInner {
     /// Each room's last messages, as the history frames a joiner receives (encoded once each).
     rooms: Mutex<HashMap<String, VecDeque<Utf8Bytes>>>,
     next_id: AtomicI64,
-    writes: Mutex<Option<tokio::sync::mpsc::Sender<(String, StoredMessage)>>>,
+    writes: Mutex<Option<tokio::sync::mpsc::Sender<Write>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     shared: Option<SharedStore>,
     /// Who holds each user name: the SHA-256 (hex) of the key of the page that used it first.
@@ -135,6 +135,20 @@ static ADD_WITH_ID_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyL
 
 fn redis_room_key(room: &str) -> String {
     format!("chat:history:{room}")
+}
+
+/// Names one process without Redis holds at most (every one stays in memory).
+pub(crate) const MAX_HELD_NAMES: usize = 100_000;
+
+/// What [`History::claim_name`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NameClaim {
+    /// The key holds the name (now, or since before).
+    Held,
+    /// Another key holds it.
+    Taken,
+    /// The name is free, but this process holds [`MAX_HELD_NAMES`] already.
+    NoRoom,
 }
 
 /// Messages waiting for the writer before `add` waits for it.
@@ -252,8 +266,9 @@ impl History {
 
     /// Whether the page with `key` may use `name`: it is the first to use it (and now holds it),
     /// or it already holds it. Names are held for good: by this history's SQLite file, or by
-    /// Redis when shared.
-    pub(crate) async fn claim_name(&self, name: &str, key: &str) -> switchboard::Result<bool> {
+    /// Redis when shared. Without Redis every held name is also in memory (about 100 bytes
+    /// each), at most [`MAX_HELD_NAMES`]: past that, new names are refused.
+    pub(crate) async fn claim_name(&self, name: &str, key: &str) -> switchboard::Result<NameClaim> {
         use sha2::Digest;
         let key_hash: String = sha2::Sha256::digest(key.as_bytes())
             .iter()
@@ -270,27 +285,32 @@ impl History {
                         .arg("GET"),
                 )
                 .await?;
-            return Ok(held.is_none_or(|held| held == key_hash));
+            return Ok(if held.is_none_or(|held| held == key_hash) {
+                NameClaim::Held
+            } else {
+                NameClaim::Taken
+            });
         }
         {
             let mut names = self.inner.names.lock().unwrap();
             if let Some(held) = names.get(name) {
-                return Ok(*held == key_hash);
+                return Ok(if *held == key_hash {
+                    NameClaim::Held
+                } else {
+                    NameClaim::Taken
+                });
+            }
+            if names.len() >= MAX_HELD_NAMES {
+                return Ok(NameClaim::NoRoom);
             }
             names.insert(name.to_owned(), key_hash.clone());
         }
-        let db = self.inner.db.clone();
-        let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            db.lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .execute(
-                    "INSERT OR IGNORE INTO names (name, key_hash) VALUES (?1, ?2)",
-                    rusqlite::params![name, key_hash],
-                )
-        })
-        .await??;
-        Ok(true)
+        // Written behind, with the messages: a claim never waits for the disk.
+        let writes = self.inner.writes.lock().unwrap().clone();
+        if let Some(writes) = writes {
+            writes.send(Write::Name(name.to_owned(), key_hash)).await?;
+        }
+        Ok(NameClaim::Held)
     }
 
     /// Stores a message and returns it with its id.
@@ -357,7 +377,9 @@ impl History {
         let writes = self.inner.writes.lock().unwrap().clone();
         if let Some(writes) = writes {
             // Waits only when the writer is 4096 messages behind.
-            writes.send((room.to_owned(), stored.clone())).await?;
+            writes
+                .send(Write::Message(room.to_owned(), stored.clone()))
+                .await?;
         }
         Ok(())
     }
@@ -424,7 +446,7 @@ enum WriterDb {
 const WRITE_PERIOD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The writer thread: takes what is queued, commits it in one transaction, repeats.
-fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<(String, StoredMessage)>) {
+fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<Write>) {
     let mut batch = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -452,23 +474,35 @@ fn write_behind(db: &WriterDb, mut queue: tokio::sync::mpsc::Receiver<(String, S
     }
 }
 
-fn write_batch(
-    db: &rusqlite::Connection,
-    batch: &[(String, StoredMessage)],
-) -> rusqlite::Result<()> {
+/// What the writer thread writes: a message of a room, or a name newly held by a key's hash.
+enum Write {
+    Message(String, StoredMessage),
+    Name(String, String),
+}
+
+fn write_batch(db: &rusqlite::Connection, batch: &[Write]) -> rusqlite::Result<()> {
     db.execute_batch("BEGIN")?;
     {
         let mut insert = db.prepare_cached(
             "INSERT INTO messages (id, room, user, message, time) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for (room, m) in batch {
-            insert.execute(rusqlite::params![
-                m.id,
-                room,
-                m.user,
-                m.message,
-                m.time as i64
-            ])?;
+        let mut hold =
+            db.prepare_cached("INSERT OR IGNORE INTO names (name, key_hash) VALUES (?1, ?2)")?;
+        for write in batch {
+            match write {
+                Write::Message(room, m) => {
+                    insert.execute(rusqlite::params![
+                        m.id,
+                        room,
+                        m.user,
+                        m.message,
+                        m.time as i64
+                    ])?;
+                }
+                Write::Name(name, key_hash) => {
+                    hold.execute(rusqlite::params![name, key_hash])?;
+                }
+            }
         }
     }
     db.execute_batch("COMMIT")
