@@ -270,10 +270,12 @@ impl History {
     /// each), at most [`MAX_HELD_NAMES`]: past that, new names are refused.
     pub(crate) async fn claim_name(&self, name: &str, key: &str) -> switchboard::Result<NameClaim> {
         use sha2::Digest;
-        let key_hash: String = sha2::Sha256::digest(key.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key_hash = String::with_capacity(64);
+        for byte in sha2::Sha256::digest(key.as_bytes()) {
+            key_hash.push(char::from(HEX[usize::from(byte >> 4)]));
+            key_hash.push(char::from(HEX[usize::from(byte & 15)]));
+        }
         if let Some(redis) = &self.inner.shared {
             // One round trip: set if free, and say who held it before.
             let held: Option<String> = redis
