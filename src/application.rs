@@ -70,6 +70,9 @@ pub(crate) struct ConnectionEnv {
     pub(crate) shutdown: CancellationToken,
     /// Messages in and out of every connection, for the server's stats.
     pub(crate) traffic: Arc<Traffic>,
+    /// The server's limit on what each client sends (a route's
+    /// [`RateLimit`](crate::middleware::RateLimit) replaces it).
+    pub(crate) inbound_rate_limit: Option<crate::InboundRateLimit>,
 }
 
 /// Counts of WebSocket traffic shared by a server's connections.
@@ -81,6 +84,10 @@ pub(crate) struct Traffic {
     pub(crate) sent: std::sync::atomic::AtomicU64,
     /// Clients disconnected because they stopped reading (the slow-client policy).
     pub(crate) slow_clients: std::sync::atomic::AtomicU64,
+    /// Messages from clients dropped by an inbound rate limit.
+    pub(crate) rate_limited: std::sync::atomic::AtomicU64,
+    /// Connections closed (1008) for going on past an inbound rate limit.
+    pub(crate) rate_limit_closes: std::sync::atomic::AtomicU64,
 }
 
 /// The server's side of a pending handshake.

@@ -20,7 +20,8 @@
 //! Every metric is named `switchboard_…`; counters end in `_total`. Gauges: open connections,
 //! channels, groups, memberships. Counters: handshakes (accepted, refused by `cause`, and refused
 //! by `max_connections` and `max_connections_per_client`),
-//! messages in and out, clients dropped for not reading, and the channel layer's deliveries,
+//! messages in and out (and dropped by a rate limit, and connections it closed), clients dropped
+//! for not reading, and the channel layer's deliveries,
 //! drops (`reason`), losses and backend failures.
 
 use prometheus_client::encoding::text::encode;
@@ -123,6 +124,18 @@ pub fn render(stats: &Stats) -> String {
         "slow_clients_disconnected",
         "Clients disconnected because they stopped reading",
         stats.slow_clients_disconnected,
+    );
+    counter(
+        r,
+        "messages_rate_limited",
+        "WebSocket messages from clients dropped by an inbound rate limit",
+        stats.messages_rate_limited,
+    );
+    counter(
+        r,
+        "rate_limit_closes",
+        "WebSocket connections closed (1008) for going on past an inbound rate limit",
+        stats.rate_limit_closes,
     );
     let layer = &stats.layer;
     gauge(

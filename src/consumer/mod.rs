@@ -29,6 +29,7 @@
 mod channel;
 mod connection;
 mod context;
+mod rate;
 mod runner;
 
 use async_trait::async_trait;
@@ -138,6 +139,20 @@ pub trait WebSocketConsumer: Send + 'static {
     /// [`Context::recover`]). Asked once per connection. Default: no.
     fn forwards_positions(&self) -> bool {
         false
+    }
+
+    /// Runs when messages from the client were dropped by an
+    /// [`InboundRateLimit`](crate::InboundRateLimit), at most once a second: `dropped` counts
+    /// the messages dropped since the client was last told. The default sends
+    /// `{"error": "rate limited: <dropped> messages dropped"}` as a text frame.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn rate_limited(&mut self, ctx: &mut Context, dropped: u64) -> Result<()> {
+        let notice = format!(r#"{{"error":"rate limited: {dropped} messages dropped"}}"#);
+        ctx.send_text(notice).await?;
+        Ok(())
     }
 
     /// Runs once when the connection has ended, with the close code (see the [module
@@ -272,6 +287,19 @@ pub trait JsonWebSocketConsumer: Send + 'static {
         Ok(())
     }
 
+    /// As [`WebSocketConsumer::rate_limited`]; the default sends
+    /// `{"error": "rate limited: <dropped> messages dropped"}`.
+    ///
+    /// # Errors
+    ///
+    /// An error closes the connection with 1011.
+    async fn rate_limited(&mut self, ctx: &mut Context, dropped: u64) -> Result<()> {
+        let error = format!("rate limited: {dropped} messages dropped");
+        ctx.send_json(&serde_json::json!({ "error": error }))
+            .await?;
+        Ok(())
+    }
+
     /// As [`WebSocketConsumer::disconnect`].
     ///
     /// # Errors
@@ -302,6 +330,10 @@ impl<T: JsonWebSocketConsumer> WebSocketConsumer for T {
 
     fn forwards_event(&self, event_type: &str) -> bool {
         T::FORWARDED_EVENTS.contains(&event_type)
+    }
+
+    async fn rate_limited(&mut self, ctx: &mut Context, dropped: u64) -> Result<()> {
+        JsonWebSocketConsumer::rate_limited(self, ctx, dropped).await
     }
 
     fn forwards_positions(&self) -> bool {

@@ -248,6 +248,14 @@ async fn serve<C: WebSocketConsumer>(
     let keep_alive = tokio::time::sleep_until(next_ping);
     tokio::pin!(keep_alive);
     let forwards_positions = consumer.forwards_positions();
+    // A route's own limit (the `RateLimit` middleware) before the server's.
+    let mut limiter = ctx
+        .scope()
+        .extensions
+        .get::<crate::InboundRateLimit>()
+        .copied()
+        .or(env.inbound_rate_limit)
+        .map(|limit| super::rate::Limiter::new(limit, last_seen));
     let code = loop {
         let socket = match &mut ctx.phase {
             Phase::Open(socket) => socket,
@@ -314,6 +322,31 @@ async fn serve<C: WebSocketConsumer>(
                     }
                     None => break close_code::ABNORMAL,
                 };
+                if let Some(limiter) = &mut limiter {
+                    let len = match &message {
+                        Message::Text(text) => text.len(),
+                        Message::Binary(bytes) => bytes.len(),
+                    };
+                    match limiter.check(last_seen, len) {
+                        super::rate::Verdict::Pass => {}
+                        super::rate::Verdict::Drop { tell } => {
+                            env.traffic.rate_limited.fetch_add(1, Ordering::Relaxed);
+                            if let Some(dropped) = tell {
+                                if let Err(failure) = guarded(consumer.rate_limited(ctx, dropped)).await {
+                                    Box::pin(fail(ctx, "rate_limited", failure)).await;
+                                }
+                            }
+                            continue;
+                        }
+                        super::rate::Verdict::Close => {
+                            env.traffic.rate_limited.fetch_add(1, Ordering::Relaxed);
+                            env.traffic.rate_limit_closes.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(target: "switchboard::consumer", "a client went on past its inbound rate limit: closing with 1008");
+                            let _ = Box::pin(ctx.close(close_code::POLICY_VIOLATION, "rate limit exceeded")).await;
+                            continue;
+                        }
+                    }
+                }
                 if let Err(failure) = guarded(consumer.receive(ctx, message)).await {
                     Box::pin(fail(ctx, "receive", failure)).await;
                 }

@@ -60,8 +60,10 @@
 mod auth;
 mod cookies;
 mod origin;
+mod rate_limit;
 
 pub use auth::{authenticator_fn, AuthMiddleware, Authenticator, AuthenticatorFn, TokenSource};
 pub use cookies::{CookieMiddleware, Cookies};
 pub(crate) use origin::OriginVerdict;
 pub use origin::{AllowedHostsOriginValidator, OriginCheck, OriginValidator};
+pub use rate_limit::RateLimit;

@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// Clients behind one NAT share an address: size it for an office, not for a person.
     /// `None`: no such cap. Default `None`.
     pub max_connections_per_client: Option<usize>,
+    /// What one WebSocket client may send: messages and bytes per second, and what happens past
+    /// that. A route can set its own with [`RateLimit`](crate::middleware::RateLimit).
+    /// `None`: no limit. Default `None` (Channels, Phoenix and socket.io have none either).
+    pub inbound_rate_limit: Option<InboundRateLimit>,
     /// Which pages may open WebSockets: the `Origin` check made on every handshake before any
     /// application code runs. Default: [`OriginCheck::same_origin`] (the server's own origin,
     /// and clients that send no `Origin`).
@@ -83,6 +87,108 @@ pub struct ServerConfig {
     /// WebSocket's path starts with it, routing matches what follows (a proxy that strips the
     /// prefix works too). Default: empty.
     pub root_path: String,
+}
+
+/// A rate with a burst, as a token bucket: `per_second` tokens come back each second, up to
+/// `burst` held at once. A client that was quiet may send `burst` at once, then `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained rate, in tokens (messages, or bytes) per second.
+    pub per_second: f64,
+    /// Most tokens held at once (messages, or bytes).
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `per_second` sustained, `burst` at once.
+    ///
+    /// # Panics
+    ///
+    /// If either is not a positive finite number.
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        assert!(
+            per_second.is_finite() && per_second > 0.0 && burst.is_finite() && burst > 0.0,
+            "a rate and its burst are positive: {per_second}/s, burst {burst}"
+        );
+        Self { per_second, burst }
+    }
+}
+
+/// Limits on the messages one WebSocket client sends (each connection counts its own): a
+/// [`Rate`] of messages, of payload bytes, or both, and a [`RateLimitPolicy`] for what goes past
+/// them. A dropped message never reaches the consumer's `receive`; it is counted in
+/// [`Stats::messages_rate_limited`](crate::Stats::messages_rate_limited).
+///
+/// ```
+/// use switchboard::{InboundRateLimit, Rate, RateLimitPolicy, ServerConfig};
+///
+/// let mut config = ServerConfig::default();
+/// config.inbound_rate_limit = Some(
+///     InboundRateLimit::messages(Rate::new(20.0, 40.0))      // 20 messages/s, 40 at once
+///         .bytes(Rate::new(64.0 * 1024.0, 256.0 * 1024.0))   // 64 KiB/s, 256 KiB at once
+///         .policy(RateLimitPolicy::Close { after: 100 }),
+/// );
+/// # drop(config);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+#[doc(alias = "throttle")]
+pub struct InboundRateLimit {
+    /// Messages (text or binary) per second; `None`: not limited.
+    pub messages: Option<Rate>,
+    /// Payload bytes per second; `None`: not limited. A message larger than the burst passes
+    /// when the bucket is full, and leaves it in debt.
+    pub bytes: Option<Rate>,
+    /// What happens to messages past the limit. Default [`RateLimitPolicy::Drop`].
+    pub policy: RateLimitPolicy,
+}
+
+impl InboundRateLimit {
+    /// A limit on messages per second.
+    pub fn messages(rate: Rate) -> Self {
+        Self {
+            messages: Some(rate),
+            bytes: None,
+            policy: RateLimitPolicy::Drop,
+        }
+    }
+
+    /// A limit on payload bytes per second.
+    pub fn bytes_only(rate: Rate) -> Self {
+        Self {
+            messages: None,
+            bytes: Some(rate),
+            policy: RateLimitPolicy::Drop,
+        }
+    }
+
+    /// Also limits payload bytes per second.
+    pub fn bytes(mut self, rate: Rate) -> Self {
+        self.bytes = Some(rate);
+        self
+    }
+
+    /// Sets the [`policy`](Self::policy).
+    pub fn policy(mut self, policy: RateLimitPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+/// What happens to a message past an [`InboundRateLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimitPolicy {
+    /// Drop it and count it; the consumer's
+    /// [`rate_limited`](crate::consumer::WebSocketConsumer::rate_limited) tells the client (by
+    /// default an error frame), at most once a second.
+    Drop,
+    /// As `Drop`, and once `after` messages in a row were dropped (none accepted between them),
+    /// close the connection with 1008 (policy violation), logged at `INFO`.
+    Close {
+        /// Dropped messages in a row that close the connection.
+        after: u32,
+    },
 }
 
 /// What happens to a WebSocket client that stops reading (a frozen tab, a dead network).
@@ -124,6 +230,7 @@ impl Default for ServerConfig {
             max_connections: Self::open_file_connection_limit(),
             max_connections_per_client: None,
             origin_check: OriginCheck::same_origin(),
+            inbound_rate_limit: None,
             trusted_proxies: Vec::new(),
             root_path: String::new(),
         }

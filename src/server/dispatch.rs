@@ -71,6 +71,7 @@ impl Dispatcher {
             handshake_timeout: config.handshake_timeout,
             shutdown: CancellationToken::new(),
             traffic: counters.traffic.clone(),
+            inbound_rate_limit: config.inbound_rate_limit,
         });
         if config.origin_check.allows_any_origin() {
             tracing::warn!(target: "switchboard::server", "origin check off (OriginCheck::dangerously_allow_any_origin): any web page can open WebSockets here with its visitors' cookies");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::config::{ServerConfig, SlowClientPolicy};
+use super::config::{InboundRateLimit, Rate, RateLimitPolicy, ServerConfig, SlowClientPolicy};
 use crate::middleware::OriginCheck;
 
 /// A variable of [`ServerConfig::from_env`] whose value could not be used.
@@ -26,6 +26,8 @@ const PROXIES: &str = "addresses or networks, comma-separated (e.g. 127.0.0.1,10
 const ORIGINS: &str =
     "origin patterns, comma-separated (e.g. https://example.com,*.example.com), or *";
 const ROOT_PATH: &str = "a path starting with / (e.g. /chat)";
+const RATE: &str = "a rate per second and a burst, comma-separated (e.g. 20,40), or \"off\"";
+const RATE_POLICY: &str = "\"drop\", or \"close:<dropped messages in a row>\" (e.g. close:100)";
 const SLOW_CLIENT: &str = "\"drop\", or the seconds a write may wait before disconnecting";
 
 fn seconds(value: &str) -> Option<Duration> {
@@ -57,6 +59,9 @@ impl ServerConfig {
     /// | `SWITCHBOARD_MAX_CONNECTIONS` | [`max_connections`](Self::max_connections): a count, or `none` |
     /// | `SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT` | [`max_connections_per_client`](Self::max_connections_per_client): a count, or `none` |
     /// | `SWITCHBOARD_ALLOWED_ORIGINS` | [`origin_check`](Self::origin_check): the same origin and these [patterns](crate::OriginCheck::allow), comma-separated (`*`: any origin) |
+    /// | `SWITCHBOARD_RATE_LIMIT_MESSAGES` | [`inbound_rate_limit`](Self::inbound_rate_limit)'s messages: `<per second>,<burst>`, or `off` |
+    /// | `SWITCHBOARD_RATE_LIMIT_BYTES` | its payload bytes: `<per second>,<burst>`, or `off` |
+    /// | `SWITCHBOARD_RATE_LIMIT_POLICY` | its policy: `drop`, or `close:<n>` (close with 1008 after `n` dropped in a row) |
     /// | `SWITCHBOARD_TRUSTED_PROXIES` | [`trusted_proxies`](Self::trusted_proxies): addresses or networks, comma-separated |
     /// | `SWITCHBOARD_ROOT_PATH` | [`root_path`](Self::root_path) |
     ///
@@ -214,6 +219,59 @@ impl ServerConfig {
             }
             config.trusted_proxies = proxies;
         }
+        let rate = |variable: &'static str| -> Result<Option<Option<Rate>>, ConfigError> {
+            let Some(value) = lookup(variable) else {
+                return Ok(None);
+            };
+            if is_off(&value, "off") {
+                return Ok(Some(None));
+            }
+            let parsed = value.split_once(',').and_then(|(per_second, burst)| {
+                let per_second: f64 = per_second.trim().parse().ok()?;
+                let burst: f64 = burst.trim().parse().ok()?;
+                (per_second.is_finite() && per_second > 0.0 && burst.is_finite() && burst > 0.0)
+                    .then(|| Rate::new(per_second, burst))
+            });
+            parse(variable, RATE, parsed.map(|_| ()))?;
+            Ok(Some(parsed))
+        };
+        let messages = rate("SWITCHBOARD_RATE_LIMIT_MESSAGES")?;
+        let bytes = rate("SWITCHBOARD_RATE_LIMIT_BYTES")?;
+        let policy = match lookup("SWITCHBOARD_RATE_LIMIT_POLICY") {
+            None => None,
+            Some(value) if is_off(&value, "drop") => Some(RateLimitPolicy::Drop),
+            Some(value) => {
+                let after = value
+                    .trim()
+                    .strip_prefix("close:")
+                    .and_then(|n| n.trim().parse::<u32>().ok())
+                    .filter(|n| *n > 0);
+                parse(
+                    "SWITCHBOARD_RATE_LIMIT_POLICY",
+                    RATE_POLICY,
+                    after.map(|_| ()),
+                )?;
+                after.map(|after| RateLimitPolicy::Close { after })
+            }
+        };
+        if messages.is_some() || bytes.is_some() || policy.is_some() {
+            let mut limit = config.inbound_rate_limit.unwrap_or(InboundRateLimit {
+                messages: None,
+                bytes: None,
+                policy: RateLimitPolicy::Drop,
+            });
+            if let Some(messages) = messages {
+                limit.messages = messages;
+            }
+            if let Some(bytes) = bytes {
+                limit.bytes = bytes;
+            }
+            if let Some(policy) = policy {
+                limit.policy = policy;
+            }
+            config.inbound_rate_limit =
+                (limit.messages.is_some() || limit.bytes.is_some()).then_some(limit);
+        }
         if let Some(value) = lookup("SWITCHBOARD_ROOT_PATH") {
             let value = value.trim();
             parse(
@@ -251,6 +309,9 @@ mod tests {
                 "SWITCHBOARD_ALLOWED_ORIGINS",
                 "https://example.com, *.example.org",
             ),
+            ("SWITCHBOARD_RATE_LIMIT_MESSAGES", "20, 40"),
+            ("SWITCHBOARD_RATE_LIMIT_BYTES", "65536,262144"),
+            ("SWITCHBOARD_RATE_LIMIT_POLICY", "close:100"),
             ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
             ("SWITCHBOARD_ROOT_PATH", "/chat"),
             ("UNRELATED", "x"),
@@ -269,6 +330,14 @@ mod tests {
         assert_eq!(config.ping_interval, None);
         assert_eq!(config.max_connections, Some(10000));
         assert_eq!(config.max_connections_per_client, Some(50));
+        assert_eq!(
+            config.inbound_rate_limit,
+            Some(
+                InboundRateLimit::messages(Rate::new(20.0, 40.0))
+                    .bytes(Rate::new(65536.0, 262144.0))
+                    .policy(RateLimitPolicy::Close { after: 100 })
+            )
+        );
         assert_eq!(
             config.origin_check,
             OriginCheck::same_origin().allow(["https://example.com", "*.example.org"])
@@ -317,6 +386,9 @@ mod tests {
             ("SWITCHBOARD_MAX_CONNECTIONS", "lots"),
             ("SWITCHBOARD_MAX_CONNECTIONS_PER_CLIENT", "-1"),
             ("SWITCHBOARD_ALLOWED_ORIGINS", "null"),
+            ("SWITCHBOARD_RATE_LIMIT_MESSAGES", "20"),
+            ("SWITCHBOARD_RATE_LIMIT_BYTES", "0,10"),
+            ("SWITCHBOARD_RATE_LIMIT_POLICY", "close:0"),
             ("SWITCHBOARD_TRUSTED_PROXIES", "localhost"),
             ("SWITCHBOARD_ROOT_PATH", "chat"),
         ] {

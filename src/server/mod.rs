@@ -28,7 +28,7 @@ use crate::application::BoxFuture;
 use crate::layer::ChannelLayer;
 use crate::routing::ProtocolTypeRouter;
 
-pub use config::{ServerConfig, SlowClientPolicy};
+pub use config::{InboundRateLimit, Rate, RateLimitPolicy, ServerConfig, SlowClientPolicy};
 pub(crate) use dispatch::{Dispatcher, Peer};
 pub use env::ConfigError;
 pub use service::{AppService, ShutdownHandle};

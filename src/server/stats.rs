@@ -102,6 +102,10 @@ pub struct Stats {
     pub messages_sent: u64,
     /// Clients disconnected because they stopped reading ([`SlowClientPolicy::Disconnect`](crate::SlowClientPolicy::Disconnect)).
     pub slow_clients_disconnected: u64,
+    /// Messages from clients dropped by an [`InboundRateLimit`](crate::InboundRateLimit).
+    pub messages_rate_limited: u64,
+    /// Connections closed with 1008 by [`RateLimitPolicy::Close`](crate::RateLimitPolicy::Close).
+    pub rate_limit_closes: u64,
     /// The channel layer's counts: channels, groups, memberships, dropped messages.
     pub layer: crate::layer::LayerStats,
 }
@@ -128,6 +132,8 @@ impl StatsHandle {
             messages_received: c.traffic.received.load(Ordering::Relaxed),
             messages_sent: c.traffic.sent.load(Ordering::Relaxed),
             slow_clients_disconnected: c.traffic.slow_clients.load(Ordering::Relaxed),
+            messages_rate_limited: c.traffic.rate_limited.load(Ordering::Relaxed),
+            rate_limit_closes: c.traffic.rate_limit_closes.load(Ordering::Relaxed),
             layer: self.layer.stats(),
         }
     }
