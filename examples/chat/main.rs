@@ -139,21 +139,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    // Limits and timeouts from SWITCHBOARD_* variables (see `ServerConfig::from_env`).
-    let mut config = switchboard::ServerConfig::from_env()?;
     // A page sends a few messages a second at most: past 20 a second (40 at once) or 64 KiB a
     // second (256 KiB at once) a client's messages are dropped, and 200 dropped in a row close
-    // it with 1008. `SWITCHBOARD_RATE_LIMIT_*` change it (`off` turns a part off).
-    let rate_limit_set = ["MESSAGES", "BYTES", "POLICY"]
-        .iter()
-        .any(|part| std::env::var_os(format!("SWITCHBOARD_RATE_LIMIT_{part}")).is_some());
-    if !rate_limit_set {
-        config.inbound_rate_limit = Some(
-            InboundRateLimit::messages(Rate::new(20.0, 40.0))
-                .bytes(Rate::new(64.0 * 1024.0, 256.0 * 1024.0))
-                .policy(RateLimitPolicy::Close { after: 200 }),
-        );
-    }
+    // it with 1008. Then limits and timeouts from SWITCHBOARD_* variables (see
+    // `ServerConfig::from_env`; `SWITCHBOARD_RATE_LIMIT_MESSAGES=off` turns a part off).
+    let mut config = switchboard::ServerConfig::default();
+    config.inbound_rate_limit = Some(
+        InboundRateLimit::messages(Rate::new(20.0, 40.0))
+            .bytes(Rate::new(64.0 * 1024.0, 256.0 * 1024.0))
+            .policy(RateLimitPolicy::Close { after: 200 }),
+    );
+    let mut config = config.apply_env()?;
     // Pages the chat served (its own origin) may connect, and those of `--allowed-origin`.
     config.origin_check = config.origin_check.allow(&args.allowed_origins);
     let mut history = History::open(&args.db)?;

@@ -69,7 +69,7 @@ impl ServerConfig {
     ///
     /// [`ConfigError`] naming the first variable whose value does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::default().apply_env()
     }
 
     /// As [`from_env`](Self::from_env), reading the variables from `vars` (name, value) instead
@@ -100,7 +100,7 @@ impl ServerConfig {
             .into_iter()
             .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
             .collect();
-        Self::from_lookup(|name| {
+        Self::default().apply_lookup(|name| {
             vars.iter()
                 .rev()
                 .find(|(k, _)| k == name)
@@ -108,8 +108,30 @@ impl ServerConfig {
         })
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut config = Self::default();
+    /// `self`, with what the environment sets (the variables of [`from_env`](Self::from_env)):
+    /// an app's own defaults first, then the deployment's. A rate-limit variable changes only
+    /// its part of [`inbound_rate_limit`](Self::inbound_rate_limit) (`POLICY` alone keeps the
+    /// app's rates).
+    ///
+    /// ```
+    /// use switchboard::{InboundRateLimit, Rate, ServerConfig};
+    ///
+    /// let mut config = ServerConfig::default();
+    /// config.inbound_rate_limit = Some(InboundRateLimit::messages(Rate::new(20.0, 40.0)));
+    /// let config = config.apply_env()?;
+    /// # drop(config);
+    /// # Ok::<(), switchboard::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn apply_env(self) -> Result<Self, ConfigError> {
+        self.apply_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn apply_lookup(self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = self;
         let parse = |variable: &'static str, expected: &'static str, ok: Option<()>| {
             ok.ok_or_else(|| ConfigError {
                 variable,
@@ -396,5 +418,35 @@ mod tests {
             assert_eq!((error.variable, error.value.as_str()), (variable, value));
             assert!(error.to_string().starts_with(variable), "{error}");
         }
+    }
+
+    #[test]
+    fn the_environment_applies_over_an_app_s_own_defaults() {
+        let app = ServerConfig {
+            inbound_rate_limit: Some(InboundRateLimit::messages(Rate::new(20.0, 40.0))),
+            ..ServerConfig::default()
+        };
+        let lookup = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let policy_only = app
+            .clone()
+            .apply_lookup(lookup(&[("SWITCHBOARD_RATE_LIMIT_POLICY", "drop")]))
+            .unwrap();
+        assert_eq!(
+            policy_only.inbound_rate_limit,
+            Some(InboundRateLimit::messages(Rate::new(20.0, 40.0)))
+        );
+        let off = app
+            .clone()
+            .apply_lookup(lookup(&[("SWITCHBOARD_RATE_LIMIT_MESSAGES", "off")]))
+            .unwrap();
+        assert_eq!(off.inbound_rate_limit, None);
+        let untouched = app.apply_lookup(lookup(&[])).unwrap();
+        assert!(untouched.inbound_rate_limit.is_some());
     }
 }

@@ -219,6 +219,11 @@ struct FanoutArgs {
     /// must not slow down.
     #[arg(long, default_value_t = 0)]
     stalled: usize,
+    /// Extra clients in the room that send as fast as their socket takes (and read, to stay
+    /// connected), not counted: the room's latency with a flooder in it, against a server with
+    /// and without an inbound rate limit.
+    #[arg(long, default_value_t = 0)]
+    flooders: usize,
     /// The room (default: a new one for each run).
     #[arg(long)]
     room: Option<String>,
@@ -576,6 +581,44 @@ async fn fanout(args: FanoutArgs) -> std::io::Result<()> {
             .await?,
         );
     }
+    let flooded = Arc::new(AtomicU64::new(0));
+    let mut flooders = Vec::with_capacity(args.flooders);
+    for n in 0..args.flooders {
+        let ws = connect(
+            &args.target,
+            args.clients + args.stalled + n,
+            &room,
+            &format!("flooder{n}"),
+            8 << 10,
+        )
+        .await?;
+        let (mut sink, mut stream) = ws.split();
+        let mut done = done_rx.clone();
+        // Its own reads, thrown away (a flooder that did not read would be a slow client).
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = done.changed() => break,
+                    frame = stream.next() => if frame.is_none() { break },
+                }
+            }
+        });
+        let (run, flooded) = (run.clone(), flooded.clone());
+        flooders.push(tokio::spawn(async move {
+            let text = tokio_tungstenite::tungstenite::Message::text(r#"{"message":"flood"}"#);
+            while !run.stopping.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    if sink.feed(text.clone()).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+                flooded.fetch_add(64, Ordering::Relaxed);
+            }
+        }));
+    }
     let connect_secs = started.elapsed().as_secs_f64();
     // Let the join traffic (history, presence) drain before sending.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -641,7 +684,8 @@ async fn fanout(args: FanoutArgs) -> std::io::Result<()> {
     let h = tally.latency.unwrap();
     let report = serde_json::json!({
         "mode": "fanout",
-        "clients": args.clients, "stalled": args.stalled, "senders": senders, "window": args.window, "rate": args.rate, "size": args.size,
+        "clients": args.clients, "stalled": args.stalled, "flooders": args.flooders,
+        "flooded": flooded.load(Ordering::Relaxed), "senders": senders, "window": args.window, "rate": args.rate, "size": args.size,
         "deliveries_per_s": (tally.counted as f64 / measured).round(),
         "sent": run.sent.iter().map(|s| s.load(Ordering::Relaxed)).sum::<u64>(),
         "delivered": tally.received, "lost": lost, "duplicates": tally.duplicates, "out_of_order": tally.reordered,
