@@ -3,26 +3,11 @@
 
 mod common;
 
-use common::{raw_websocket, read_server_frame, recv_text, text, within, TestServer};
-use switchboard::consumer::{Context, WebSocketConsumer};
+use common::{raw_websocket, read_server_frame, recv_text, text, within, Echo, TestServer};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
-use switchboard::websocket::{close_code, Message};
+use switchboard::websocket::close_code;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-#[derive(Default)]
-struct Echo;
-
-#[switchboard::async_trait]
-impl WebSocketConsumer for Echo {
-    async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
-        match message {
-            Message::Text(t) => ctx.send_text(t).await?,
-            Message::Binary(b) => ctx.send_binary(b).await?,
-        }
-        Ok(())
-    }
-}
 
 async fn server() -> TestServer {
     TestServer::start(

@@ -7,10 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    disconnected, notes, recv_close, recv_text, text, within, Note, Observed, TestServer,
+    disconnected, notes, recv_close, recv_text, text, within, Echo, Note, Observed, TestServer,
 };
 use futures_util::SinkExt;
-use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
 use switchboard::middleware::RateLimit;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
@@ -18,19 +17,6 @@ use switchboard::websocket::{close_code, Message};
 use switchboard::{InboundRateLimit, Rate, RateLimitPolicy, ServerConfig};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
-
-/// Echoes text back.
-struct Echo;
-
-#[switchboard::async_trait]
-impl WebSocketConsumer for Echo {
-    async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
-        if let Message::Text(text) = message {
-            ctx.send_text(text).await?;
-        }
-        Ok(())
-    }
-}
 
 /// `/ws/` under the server's limit, `/ws/free/` with a route limit of its own (generous), both
 /// observed on `notes`.

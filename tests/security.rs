@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{notes, within, Note, Observed, TestServer};
+use common::{notes, within, Echo, Note, Observed, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::InMemoryChannelLayer;
@@ -19,19 +19,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite;
-
-/// Echoes text back.
-struct Echo;
-
-#[switchboard::async_trait]
-impl WebSocketConsumer for Echo {
-    async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
-        if let Message::Text(text) = message {
-            ctx.send_text(text).await?;
-        }
-        Ok(())
-    }
-}
 
 /// A server with the default configuration but what `configure` changes: `/ws/echo/` (its
 /// consumers report on the returned notes), and an HTTP application that counts the requests

@@ -192,6 +192,21 @@ pub async fn send_json(client: &mut Client, value: &Value) {
         .unwrap();
 }
 
+/// Echoes every message back as it came (text as text, binary as binary).
+#[derive(Default)]
+pub struct Echo;
+
+#[switchboard::async_trait]
+impl WebSocketConsumer for Echo {
+    async fn receive(&mut self, ctx: &mut Context, message: Message) -> switchboard::Result<()> {
+        match message {
+            Message::Text(text) => ctx.send_text(text).await?,
+            Message::Binary(bytes) => ctx.send_binary(bytes).await?,
+        }
+        Ok(())
+    }
+}
+
 /// What an [`Observed`] consumer reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
