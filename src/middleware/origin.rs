@@ -250,20 +250,13 @@ impl OriginCheck {
             return OriginVerdict::Allowed;
         }
         let insecure_scope = matches!(scope.scheme, "ws" | "http");
-        if origin.scheme == "https" && insecure_scope && same_host(&origin, scope) {
+        let same_host = own_origin(scope).is_some_and(|own| own.host.matches(&origin.host));
+        if origin.scheme == "https" && insecure_scope && same_host {
             OriginVerdict::RefusedScheme
         } else {
             OriginVerdict::Refused
         }
     }
-}
-
-/// Whether `origin`'s host is the scope's host (ports and schemes aside).
-fn same_host(origin: &Origin, scope: &crate::scope::Scope) -> bool {
-    scope.host.as_deref().is_some_and(|host| {
-        let own = Pattern::parse(&format!("http://{host}"));
-        matches!(own.host, HostPattern::Exact(_)) && own.host.matches(&origin.host)
-    })
 }
 
 /// Refuses (HTTP 403) WebSocket handshakes whose `Origin` header matches none of the allowed
@@ -325,18 +318,19 @@ impl<A> OriginValidator<A> {
 
 /// Whether `origin` is the scope's own `scheme://host[:port]` (`ws` counts as `http`).
 fn same_origin(origin: &Origin, scope: &crate::scope::Scope) -> bool {
-    let Some(host) = scope.host.as_deref() else {
-        return false;
-    };
+    own_origin(scope).is_some_and(|own| own.matches(origin))
+}
+
+/// The scope's own origin — its scheme (`ws` as `http`, `wss` as `https`), host and port (the
+/// scheme's default unless given) — when its host is a plain host, not a pattern.
+fn own_origin(scope: &crate::scope::Scope) -> Option<Pattern> {
+    let host = scope.host.as_deref()?;
     let scheme = match scope.scheme {
         "wss" | "https" => "https",
         _ => "http",
     };
     let own = Pattern::parse(&format!("{scheme}://{host}"));
-    own.scheme.as_deref() == Some(origin.scheme.as_str())
-        && own.host.matches(&origin.host)
-        && own.port == origin.port
-        && matches!(own.host, HostPattern::Exact(_))
+    matches!(own.host, HostPattern::Exact(_)).then_some(own)
 }
 
 impl<A: WebSocketApplication> WebSocketApplication for OriginValidator<A> {

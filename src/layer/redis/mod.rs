@@ -848,22 +848,21 @@ impl RedisChannelLayer {
         };
         // Credentials and ACL at start-up, not at the first send: a key under the prefix.
         let probe = format!("{}:probe", config.prefix);
-        let probed: Result<redis::RedisResult<bool>, _> = match &backend {
-            Backend::Single { commands, .. } => {
-                let mut commands = commands.clone();
-                tokio::time::timeout(
-                    timeout,
-                    redis::cmd("EXISTS").arg(&probe).query_async(&mut commands),
-                )
+        async fn exists(
+            mut connection: impl redis::aio::ConnectionLike,
+            key: &str,
+        ) -> redis::RedisResult<bool> {
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut connection)
                 .await
+        }
+        let probed = match &backend {
+            Backend::Single { commands, .. } => {
+                tokio::time::timeout(timeout, exists(commands.clone(), &probe)).await
             }
             Backend::Cluster { commands, .. } => {
-                let mut commands = commands.clone();
-                tokio::time::timeout(
-                    timeout,
-                    redis::cmd("EXISTS").arg(&probe).query_async(&mut commands),
-                )
-                .await
+                tokio::time::timeout(timeout, exists(commands.clone(), &probe)).await
             }
         };
         in_time(probed, timeout)?;
