@@ -151,9 +151,9 @@ pub struct ReadmeDoctests;
 pub use error::{Error, Result};
 pub use middleware::OriginCheck;
 pub use server::{
-    serve, shutdown_signal, AppService, ConfigError, HandshakeRefusals, InboundRateLimit, Rate,
-    RateLimitPolicy, Serve, ServerConfig, ShutdownHandle, SlowClientPolicy, Stats, StatsHandle,
-    WithGracefulShutdown,
+    serve, shutdown_signal, AppService, ConfigError, HandshakeRefusals, Http2Config,
+    InboundRateLimit, Rate, RateLimitPolicy, Serve, ServerConfig, ShutdownHandle, SlowClientPolicy,
+    Stats, StatsHandle, WithGracefulShutdown,
 };
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]

@@ -79,6 +79,12 @@ pub fn render(stats: &Stats) -> String {
         "WebSocket handshakes accepted",
         stats.accepted,
     );
+    counter(
+        r,
+        "handshakes_accepted_http2",
+        "WebSocket handshakes accepted over HTTP/2 (RFC 8441 extended CONNECT)",
+        stats.accepted_http2,
+    );
     let refused = &stats.refused;
     family(
         r,
@@ -106,6 +112,12 @@ pub fn render(stats: &Stats) -> String {
         "handshakes_refused_max_connections_per_client",
         "WebSocket handshakes refused with 503 because their client address had max_connections_per_client open",
         stats.refused_max_connections_per_client,
+    );
+    counter(
+        r,
+        "handshakes_refused_max_websockets_per_connection",
+        "WebSocket handshakes refused with 503 because their HTTP/2 connection carried max_websockets_per_connection",
+        stats.refused_max_websockets_per_connection,
     );
     counter(
         r,

@@ -110,7 +110,14 @@ impl TlsConfig {
         Ok(Self(Arc::new(config)))
     }
 
-    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.0.clone())
+    /// The acceptor for a server that speaks HTTP/2 too (offered first by ALPN, as browsers
+    /// prefer it) or only HTTP/1.1.
+    pub(crate) fn acceptor(&self, http2: bool) -> tokio_rustls::TlsAcceptor {
+        if !http2 {
+            return tokio_rustls::TlsAcceptor::from(self.0.clone());
+        }
+        let mut config = (*self.0).clone();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 }

@@ -87,6 +87,77 @@ pub struct ServerConfig {
     /// WebSocket's path starts with it, routing matches what follows (a proxy that strips the
     /// prefix works too). Default: empty.
     pub root_path: String,
+    /// HTTP/2 beside HTTP/1.1 on the same port (negotiated by ALPN under TLS, by prior knowledge
+    /// in clear text), with WebSockets over it (RFC 8441), and HTTP/2's own limits.
+    /// `None`: HTTP/1.1 only. Default: [`Http2Config::default`].
+    ///
+    /// Over HTTP/2 every WebSocket is a stream of one connection; the limits above apply to
+    /// each WebSocket as over HTTP/1.1 (each counts in `max_connections` and
+    /// `max_connections_per_client`; sizes, pings, slow clients and rate limits are per
+    /// WebSocket), [`header_read_timeout`](Self::header_read_timeout) bounds the wait for a
+    /// connection's first bytes, and [`Http2Config`] bounds what one connection may hold.
+    /// Only [`serve`](crate::serve) reads it: mounted in another server, that server's HTTP/2
+    /// settings apply (axum's `serve` enables extended CONNECT).
+    pub http2: Option<Http2Config>,
+}
+
+/// HTTP/2's limits for one connection, as hyper's HTTP/2 server takes them (RFC 9113 §6.5.2
+/// settings, and keep-alive pings). The defaults are safe for a public server.
+///
+/// ```
+/// let mut config = switchboard::ServerConfig::default();
+/// if let Some(http2) = config.http2.as_mut() {
+///     http2.max_websockets_per_connection = 20;
+/// }
+/// # drop(config);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[doc(alias = "h2")]
+pub struct Http2Config {
+    /// Streams (requests, event streams and WebSockets) open at once on one connection
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); the client waits, or is refused, beyond it.
+    /// Default 256.
+    pub max_concurrent_streams: u32,
+    /// WebSockets open at once on one connection; handshakes beyond it are answered with 503
+    /// on their stream (logged at `DEBUG`, counted in
+    /// [`Stats::refused_max_websockets_per_connection`](crate::Stats::refused_max_websockets_per_connection)).
+    /// Below `max_concurrent_streams`, so that HTTP requests still pass beside full WebSockets.
+    /// Default 128.
+    pub max_websockets_per_connection: usize,
+    /// Bytes a client may send on one stream before the server has read them (the stream's
+    /// flow-control window): what one WebSocket's unread input can cost. Default 256 KiB.
+    pub initial_stream_window_size: u32,
+    /// Bytes a client may send on the whole connection before the server has read them.
+    /// Default 1 MiB.
+    pub initial_connection_window_size: u32,
+    /// Bytes of headers one request may carry, decoded (`SETTINGS_MAX_HEADER_LIST_SIZE`);
+    /// beyond it the request is refused. Default 16 KiB.
+    pub max_header_list_size: u32,
+    /// Bytes the server buffers for one stream while the client's window is closed; a writer
+    /// past it waits, as a WebSocket waits for a slow socket over HTTP/1.1. Default 128 KiB.
+    pub max_send_buffer_size: usize,
+    /// How often an HTTP/2 PING checks that the connection's peer is alive; `None`: never.
+    /// Default 20 s.
+    pub keep_alive_interval: Option<Duration>,
+    /// A connection whose PING is not answered within this long is closed, with all its
+    /// streams. Default 20 s.
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            max_websockets_per_connection: 128,
+            initial_stream_window_size: 256 << 10,
+            initial_connection_window_size: 1 << 20,
+            max_header_list_size: 16 << 10,
+            max_send_buffer_size: 128 << 10,
+            keep_alive_interval: Some(Duration::from_secs(20)),
+            keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// A rate with a burst, as a token bucket: `per_second` tokens come back each second, up to
@@ -233,6 +304,7 @@ impl Default for ServerConfig {
             inbound_rate_limit: None,
             trusted_proxies: Vec::new(),
             root_path: String::new(),
+            http2: Some(Http2Config::default()),
         }
     }
 }

@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{ServerConfig, SlowClientPolicy};
-use super::handshake::{check_handshake, has_token, switching_protocols};
+use super::handshake::{
+    accepting_response, check_handshake, has_token, is_extended_connect, HandshakeKind,
+};
+pub(crate) use super::stats::ConnectionWebSockets;
 use super::stats::{OpenConnection, ServerCounters, StatsHandle};
 use crate::application::{ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
 use crate::body::{Body, BoxError};
@@ -114,7 +117,7 @@ impl Dispatcher {
             tracing::debug!(target: "switchboard::server", client = ?peer.client, "request with more than one Host header: 400");
             return bad_request_and_close();
         }
-        if has_token(&request, header::UPGRADE, "websocket") {
+        if has_token(&request, header::UPGRADE, "websocket") || is_extended_connect(&request) {
             return self.handle_websocket(request, peer, None).await;
         }
         let (mut parts, body) = request.into_parts();
@@ -155,8 +158,9 @@ impl Dispatcher {
         upgrade: Option<Upgrade>,
     ) -> Response<Body> {
         let client = peer.client;
-        let key = match check_handshake(&request) {
-            Ok(key) => key,
+        let carrier = request.extensions_mut().remove::<ConnectionWebSockets>();
+        let kind = match check_handshake(&request) {
+            Ok(kind) => kind,
             Err(refusal) => {
                 tracing::debug!(target: "switchboard::server", ?client, reason = refusal.reason, "bad WebSocket handshake");
                 self.counters.refused(refusal.response.status());
@@ -218,6 +222,7 @@ impl Dispatcher {
         let mut place = OpenConnection {
             counters: self.counters.clone(),
             client: None,
+            carrier: None,
         };
         if self.config.max_connections.is_some_and(|max| open >= max) {
             self.counters.refused_full.fetch_add(1, Ordering::Relaxed);
@@ -232,6 +237,16 @@ impl Dispatcher {
                     .fetch_add(1, Ordering::Relaxed);
                 self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
                 tracing::debug!(target: "switchboard::server", client = %client.ip(), max, "max_connections_per_client reached: WebSocket refused with 503");
+                return status_response(StatusCode::SERVICE_UNAVAILABLE);
+            }
+        }
+        if let Some(carrier) = &carrier {
+            if !place.take_carrier_place(carrier) {
+                self.counters
+                    .refused_per_carrier
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters.refused(StatusCode::SERVICE_UNAVAILABLE);
+                tracing::debug!(target: "switchboard::server", client = ?scope.client, "max_websockets_per_connection reached on this HTTP/2 connection: WebSocket refused with 503");
                 return status_response(StatusCode::SERVICE_UNAVAILABLE);
             }
         }
@@ -252,7 +267,10 @@ impl Dispatcher {
                 headers,
             }) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
-                switching_protocols(&key, subprotocol, &headers)
+                if matches!(kind, HandshakeKind::ExtendedConnect) {
+                    self.counters.accepted_http2.fetch_add(1, Ordering::Relaxed);
+                }
+                accepting_response(&kind, subprotocol, &headers)
             }
             Ok(HandshakeResponse::Reject { status }) => {
                 self.counters.refused(status);

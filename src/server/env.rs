@@ -22,6 +22,8 @@ const SECONDS: &str = "a number of seconds (e.g. 20 or 0.5)";
 const SECONDS_OR_OFF: &str = "a number of seconds, or \"off\"";
 const BYTES: &str = "a number of bytes";
 const COUNT_OR_NONE: &str = "a count, or \"none\"";
+const COUNT: &str = "a count above 0";
+const ON_OFF: &str = "\"on\" or \"off\"";
 const PROXIES: &str = "addresses or networks, comma-separated (e.g. 127.0.0.1,10.0.0.0/8)";
 const ORIGINS: &str =
     "origin patterns, comma-separated (e.g. https://example.com,*.example.com), or *";
@@ -62,6 +64,8 @@ impl ServerConfig {
     /// | `SWITCHBOARD_RATE_LIMIT_MESSAGES` | [`inbound_rate_limit`](Self::inbound_rate_limit)'s messages: `<per second>,<burst>`, or `off` |
     /// | `SWITCHBOARD_RATE_LIMIT_BYTES` | its payload bytes: `<per second>,<burst>`, or `off` |
     /// | `SWITCHBOARD_RATE_LIMIT_POLICY` | its policy: `drop`, or `close:<n>` (close with 1008 after `n` dropped in a row) |
+    /// | `SWITCHBOARD_HTTP2` | [`http2`](Self::http2): `on` (the default settings) or `off` (HTTP/1.1 only) |
+    /// | `SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION` | [`Http2Config::max_websockets_per_connection`](crate::Http2Config::max_websockets_per_connection) (when HTTP/2 is on) |
     /// | `SWITCHBOARD_TRUSTED_PROXIES` | [`trusted_proxies`](Self::trusted_proxies): addresses or networks, comma-separated |
     /// | `SWITCHBOARD_ROOT_PATH` | [`root_path`](Self::root_path) |
     ///
@@ -216,6 +220,30 @@ impl ServerConfig {
                 };
             }
         }
+        if let Some(value) = lookup("SWITCHBOARD_HTTP2") {
+            let on = is_off(&value, "on");
+            parse(
+                "SWITCHBOARD_HTTP2",
+                ON_OFF,
+                (on || is_off(&value, "off")).then_some(()),
+            )?;
+            config.http2 = match (on, config.http2) {
+                (false, _) => None,
+                (true, Some(http2)) => Some(http2),
+                (true, None) => Some(crate::Http2Config::default()),
+            };
+        }
+        if let Some(value) = lookup("SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION") {
+            let count: Option<usize> = value.trim().parse().ok().filter(|n| *n > 0);
+            parse(
+                "SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION",
+                COUNT,
+                count.map(|_| ()),
+            )?;
+            if let (Some(http2), Some(count)) = (config.http2.as_mut(), count) {
+                http2.max_websockets_per_connection = count;
+            }
+        }
         if let Some(value) = lookup("SWITCHBOARD_ALLOWED_ORIGINS") {
             let patterns: Vec<&str> = value
                 .split(',')
@@ -336,6 +364,7 @@ mod tests {
             ("SWITCHBOARD_RATE_LIMIT_POLICY", "close:100"),
             ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
             ("SWITCHBOARD_ROOT_PATH", "/chat"),
+            ("SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION", "16"),
             ("UNRELATED", "x"),
         ])
         .unwrap();
@@ -371,14 +400,17 @@ mod tests {
             .collect();
         assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
         assert_eq!(config.root_path, "/chat");
+        assert_eq!(config.http2.unwrap().max_websockets_per_connection, 16);
 
         let config = ServerConfig::from_vars([
             ("SWITCHBOARD_SLOW_CLIENT", "5"),
             ("SWITCHBOARD_PING_INTERVAL", "1"),
             ("SWITCHBOARD_MAX_CONNECTIONS", "none"),
             ("SWITCHBOARD_ALLOWED_ORIGINS", "*"),
+            ("SWITCHBOARD_HTTP2", "off"),
         ])
         .unwrap();
+        assert_eq!(config.http2, None);
         assert_eq!(
             config.slow_client,
             SlowClientPolicy::Disconnect {
@@ -413,6 +445,8 @@ mod tests {
             ("SWITCHBOARD_RATE_LIMIT_POLICY", "close:0"),
             ("SWITCHBOARD_TRUSTED_PROXIES", "localhost"),
             ("SWITCHBOARD_ROOT_PATH", "chat"),
+            ("SWITCHBOARD_HTTP2", "yes"),
+            ("SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION", "0"),
         ] {
             let error = ServerConfig::from_vars([(variable, value)]).unwrap_err();
             assert_eq!((error.variable, error.value.as_str()), (variable, value));

@@ -1,4 +1,5 @@
-//! The WebSocket handshake's checks and answer (RFC 6455 §4.2).
+//! The WebSocket handshake's checks and answer: an HTTP/1.1 upgrade (RFC 6455 §4.2) or an
+//! HTTP/2 extended CONNECT (RFC 8441 §4–5).
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -24,8 +25,32 @@ fn refuse(status: StatusCode, reason: &'static str) -> Refusal {
     }
 }
 
-/// Checks an `Upgrade: websocket` request against RFC 6455 §4.2.1; returns its key.
-pub(crate) fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Refusal> {
+/// Whether `request` is an HTTP/2 extended CONNECT for a WebSocket (RFC 8441 §4: `:method
+/// CONNECT`, `:protocol websocket`).
+pub(crate) fn is_extended_connect<B>(request: &Request<B>) -> bool {
+    request.method() == http::Method::CONNECT
+        && request
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// How a WebSocket handshake came, which says how it is answered.
+#[derive(Debug)]
+pub(crate) enum HandshakeKind {
+    /// HTTP/1.1's `Upgrade: websocket`, answered with 101 and the key's accept value.
+    Upgrade { key: HeaderValue },
+    /// HTTP/2's extended CONNECT (RFC 8441), answered with 200 on its stream: no key, no accept.
+    ExtendedConnect,
+}
+
+/// Checks a WebSocket handshake: an `Upgrade: websocket` request against RFC 6455 §4.2.1, an
+/// extended CONNECT against RFC 8441 §5 (its `Sec-WebSocket-Version` as RFC 6455's).
+pub(crate) fn check_handshake<B>(request: &Request<B>) -> Result<HandshakeKind, Refusal> {
+    if is_extended_connect(request) {
+        check_version(request)?;
+        return Ok(HandshakeKind::ExtendedConnect);
+    }
     if request.method() != http::Method::GET {
         return Err(refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -44,6 +69,34 @@ pub(crate) fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Re
             "Connection header lacks 'upgrade'",
         ));
     }
+    check_version(request)?;
+    let headers = request.headers();
+    if headers
+        .get_all(header::SEC_WEBSOCKET_KEY)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "more than one Sec-WebSocket-Key",
+        ));
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY);
+    match key {
+        // The key is 16 random bytes in base64: 22 characters and "==" padding.
+        Some(key) if is_handshake_key(key.as_bytes()) => {
+            Ok(HandshakeKind::Upgrade { key: key.clone() })
+        }
+        _ => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "missing or malformed Sec-WebSocket-Key",
+        )),
+    }
+}
+
+/// One `Sec-WebSocket-Version: 13`, or 426 naming the version we speak (RFC 6455 §4.4).
+fn check_version<B>(request: &Request<B>) -> Result<(), Refusal> {
     let headers = request.headers();
     let versions = headers.get_all(header::SEC_WEBSOCKET_VERSION);
     if versions.iter().nth(1).is_some()
@@ -62,26 +115,7 @@ pub(crate) fn check_handshake<B>(request: &Request<B>) -> Result<HeaderValue, Re
         );
         return Err(refusal);
     }
-    if headers
-        .get_all(header::SEC_WEBSOCKET_KEY)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "more than one Sec-WebSocket-Key",
-        ));
-    }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY);
-    match key {
-        // The key is 16 random bytes in base64: 22 characters and "==" padding.
-        Some(key) if is_handshake_key(key.as_bytes()) => Ok(key.clone()),
-        _ => Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "missing or malformed Sec-WebSocket-Key",
-        )),
-    }
+    Ok(())
 }
 
 fn is_handshake_key(key: &[u8]) -> bool {
@@ -92,24 +126,39 @@ fn is_handshake_key(key: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
 }
 
-pub(crate) fn switching_protocols(
-    key: &HeaderValue,
+/// The answer that accepts a handshake: 101 with the accept value over HTTP/1.1, 200 over
+/// HTTP/2; the consumer's headers and chosen subprotocol either way.
+pub(crate) fn accepting_response(
+    kind: &HandshakeKind,
     subprotocol: Option<String>,
     extra: &http::HeaderMap,
 ) -> Response<Body> {
     let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     for (name, value) in extra {
         headers.append(name.clone(), value.clone());
     }
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    let accept = derive_accept_key(key.as_bytes());
-    headers.insert(
-        header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
-    );
+    if let HandshakeKind::Upgrade { key } = kind {
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let accept = derive_accept_key(key.as_bytes());
+        headers.insert(
+            header::SEC_WEBSOCKET_ACCEPT,
+            HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+        );
+    } else {
+        // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2).
+        for name in [
+            header::CONNECTION,
+            header::UPGRADE,
+            header::TRANSFER_ENCODING,
+        ] {
+            response.headers_mut().remove(name);
+        }
+    }
+    let headers = response.headers_mut();
     headers.remove(header::SEC_WEBSOCKET_PROTOCOL);
     if let Some(protocol) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
         headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);

@@ -1,8 +1,9 @@
-//! The server: HTTP/1.1 and WebSocket on one port, with graceful shutdown ([`serve`]), and the
+//! The server: HTTP/1.1, HTTP/2 and WebSocket on one port, with graceful shutdown ([`serve`]), and the
 //! same application as a tower service inside a host's server ([`AppService`]).
 //!
 //! One idea per file: `config` (settings), `env` (settings from `SWITCHBOARD_*` variables),
-//! `stats` (counts), `handshake` (RFC 6455 checks),
+//! `stats` (counts), `handshake` (RFC 6455 and RFC 8441 checks), `transport` (which HTTP a
+//! connection speaks),
 //! `dispatch` (one request to the application, shared by both forms), `service` (the mounted
 //! form), and this file (the listener and its connections).
 
@@ -12,6 +13,7 @@ mod env;
 mod handshake;
 mod service;
 mod stats;
+mod transport;
 
 use std::future::Future;
 use std::io;
@@ -28,7 +30,10 @@ use crate::application::BoxFuture;
 use crate::layer::ChannelLayer;
 use crate::routing::ProtocolTypeRouter;
 
-pub use config::{InboundRateLimit, Rate, RateLimitPolicy, ServerConfig, SlowClientPolicy};
+pub use config::{
+    Http2Config, InboundRateLimit, Rate, RateLimitPolicy, ServerConfig, SlowClientPolicy,
+};
+use dispatch::ConnectionWebSockets;
 pub(crate) use dispatch::{Dispatcher, Peer};
 pub use env::ConfigError;
 pub use service::{AppService, ShutdownHandle};
@@ -291,9 +296,11 @@ async fn run(
     let tracker = dispatcher.tracker.clone();
     let shutdown_timeout = dispatcher.config.shutdown_timeout;
     let shared = Arc::new(Listening {
-        dispatcher,
         #[cfg(feature = "tls")]
-        tls: tls.as_ref().map(crate::tls::TlsConfig::acceptor),
+        tls: tls
+            .as_ref()
+            .map(|tls| tls.acceptor(dispatcher.config.http2.is_some())),
+        dispatcher,
     });
     tracing::info!(target: "switchboard::server", addr = ?listener.local_addr().ok(), "listening");
 
@@ -339,14 +346,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Liste
         local,
         secure: false,
     };
+    let timeout = shared.dispatcher.config.header_read_timeout;
     #[cfg(feature = "tls")]
     if let Some(acceptor) = shared.tls.clone() {
-        let timeout = shared.dispatcher.config.header_read_timeout;
         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
         match handshake.await {
             Ok(Ok(stream)) => {
                 origin.secure = true;
-                serve_http(stream, origin, shared.dispatcher.clone()).await;
+                // ALPN decides; a client that negotiated nothing may still send HTTP/2's preface.
+                let speaks = match stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Some(transport::Speaks::Http2),
+                    Some(_) => Some(transport::Speaks::Http1),
+                    None => None,
+                };
+                serve_http(stream, speaks, origin, shared.dispatcher.clone()).await;
             }
             Ok(Err(error)) => {
                 tracing::debug!(target: "switchboard::server", %error, %peer, "TLS handshake failed");
@@ -357,12 +370,46 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Liste
         }
         return;
     }
-    origin.secure = false;
-    serve_http(stream, origin, shared.dispatcher.clone()).await;
+    serve_http(stream, None, origin, shared.dispatcher.clone()).await;
 }
 
-/// Serves HTTP/1.1 (and upgrades) on `io`, plain or TLS (`origin.secure`).
-async fn serve_http<S>(io: S, origin: Peer, dispatcher: Arc<Dispatcher>)
+/// Serves HTTP/1.1 (and upgrades) or HTTP/2 (and extended CONNECTs) on `io`, plain or TLS
+/// (`origin.secure`): as `speaks` says, or, when it is `None`, as the first bytes say.
+async fn serve_http<S>(
+    io: S,
+    speaks: Option<transport::Speaks>,
+    origin: Peer,
+    dispatcher: Arc<Dispatcher>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &dispatcher.config;
+    let (speaks, io) = match (speaks, &config.http2) {
+        (Some(speaks), _) => (speaks, transport::Prefixed::empty(io)),
+        (None, None) => (transport::Speaks::Http1, transport::Prefixed::empty(io)),
+        (None, Some(_)) => {
+            // A client that connects and sends nothing is bound by the header read timeout
+            // here as in HTTP/1.1's head (a peek with no timeout would hold its socket forever).
+            match tokio::time::timeout(config.header_read_timeout, transport::sniff(io)).await {
+                Ok(Ok(sniffed)) => sniffed,
+                Ok(Err(error)) => {
+                    tracing::debug!(target: "switchboard::server", %error, peer = ?origin.client, "connection failed before its first request");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(target: "switchboard::server", peer = ?origin.client, "no request within the header read timeout: connection closed");
+                    return;
+                }
+            }
+        }
+    };
+    match (speaks, config.http2) {
+        (transport::Speaks::Http2, Some(http2)) => serve_http2(io, http2, origin, dispatcher).await,
+        _ => serve_http1(io, origin, dispatcher).await,
+    }
+}
+
+async fn serve_http1<S>(io: S, origin: Peer, dispatcher: Arc<Dispatcher>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -389,5 +436,51 @@ where
     };
     if let Err(error) = result {
         tracing::debug!(target: "switchboard::server", %error, peer = ?origin.client, "HTTP connection ended with an error");
+    }
+}
+
+async fn serve_http2<S>(io: S, http2: Http2Config, origin: Peer, dispatcher: Arc<Dispatcher>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shutdown = dispatcher.env.shutdown.clone();
+    // The WebSockets this connection carries, for `max_websockets_per_connection`.
+    let websockets = ConnectionWebSockets::new(http2.max_websockets_per_connection);
+    let executor = transport::TrackedExecutor(dispatcher.tracker.clone());
+    let carried = websockets.clone();
+    let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
+        let dispatcher = dispatcher.clone();
+        request.extensions_mut().insert(carried.clone());
+        async move { Ok::<_, std::convert::Infallible>(dispatcher.handle(request, origin).await) }
+    });
+    let mut builder = hyper::server::conn::http2::Builder::new(executor);
+    builder
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .max_concurrent_streams(http2.max_concurrent_streams)
+        .initial_stream_window_size(http2.initial_stream_window_size)
+        .initial_connection_window_size(http2.initial_connection_window_size)
+        .max_header_list_size(http2.max_header_list_size)
+        .max_send_buf_size(http2.max_send_buffer_size)
+        .keep_alive_interval(http2.keep_alive_interval)
+        .keep_alive_timeout(http2.keep_alive_timeout);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            // The WebSockets close with 1001 on their own tasks, over this connection, which
+            // must go on running meanwhile; then GOAWAY lets the streams still open finish.
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = websockets.all_closed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(target: "switchboard::server", %error, peer = ?origin.client, "HTTP/2 connection ended with an error");
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct ServerCounters {
     pub(crate) handshakes: AtomicU64,
     pub(crate) refused_full: AtomicU64,
     pub(crate) refused_per_client: AtomicU64,
+    pub(crate) refused_per_carrier: AtomicU64,
+    pub(crate) accepted_http2: AtomicU64,
     /// Open WebSockets by client address key (see [`client_key`]), kept only under
     /// `max_connections_per_client`.
     pub(crate) per_client: Mutex<HashMap<IpAddr, usize>>,
@@ -92,8 +94,13 @@ pub struct Stats {
     /// Handshakes refused with 503 because their client address had
     /// [`max_connections_per_client`](crate::ServerConfig::max_connections_per_client) open.
     pub refused_max_connections_per_client: u64,
-    /// Handshakes accepted (answered with 101).
+    /// Handshakes refused with 503 because their HTTP/2 connection carried
+    /// [`max_websockets_per_connection`](crate::Http2Config::max_websockets_per_connection).
+    pub refused_max_websockets_per_connection: u64,
+    /// Handshakes accepted (answered with 101 over HTTP/1.1, 200 over HTTP/2).
     pub accepted: u64,
+    /// Of those, the ones over HTTP/2 (RFC 8441 extended CONNECT).
+    pub accepted_http2: u64,
     /// Handshakes refused, by cause.
     pub refused: HandshakeRefusals,
     /// WebSocket messages (text or binary) received from clients.
@@ -119,7 +126,9 @@ impl StatsHandle {
             handshakes: c.handshakes.load(Ordering::Relaxed),
             refused_max_connections: c.refused_full.load(Ordering::Relaxed),
             refused_max_connections_per_client: c.refused_per_client.load(Ordering::Relaxed),
+            refused_max_websockets_per_connection: c.refused_per_carrier.load(Ordering::Relaxed),
             accepted: c.accepted.load(Ordering::Relaxed),
+            accepted_http2: c.accepted_http2.load(Ordering::Relaxed),
             refused: HandshakeRefusals {
                 bad_request: c.refused[0].load(Ordering::Relaxed),
                 unauthorized: c.refused[1].load(Ordering::Relaxed),
@@ -158,9 +167,70 @@ pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
 pub(crate) struct OpenConnection {
     pub(crate) counters: Arc<ServerCounters>,
     pub(crate) client: Option<IpAddr>,
+    /// The HTTP/2 connection carrying it, whose count it holds a place in.
+    pub(crate) carrier: Option<ConnectionWebSockets>,
+}
+
+/// The WebSockets one HTTP/2 connection carries: a count with its cap, shared by the
+/// connection's requests (as an extension) and the places taken in it.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionWebSockets(Arc<CarriedCount>);
+
+#[derive(Debug)]
+pub(crate) struct CarriedCount {
+    open: AtomicUsize,
+    max: usize,
+    none_open: tokio::sync::Notify,
+}
+
+impl ConnectionWebSockets {
+    pub(crate) fn new(max: usize) -> Self {
+        Self(Arc::new(CarriedCount {
+            open: AtomicUsize::new(0),
+            max,
+            none_open: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Takes a place if fewer than the cap are open.
+    fn take(&self) -> bool {
+        self.0
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.0.max).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_open.notify_waiters();
+        }
+    }
+
+    /// Resolves once none of the connection's WebSockets is open.
+    pub(crate) async fn all_closed(&self) {
+        loop {
+            let notified = self.0.none_open.notified();
+            if self.0.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl OpenConnection {
+    /// Takes a place in `carrier`'s WebSockets if it has room; `false` (and nothing taken)
+    /// otherwise.
+    pub(crate) fn take_carrier_place(&mut self, carrier: &ConnectionWebSockets) -> bool {
+        if !carrier.take() {
+            return false;
+        }
+        self.carrier = Some(carrier.clone());
+        true
+    }
+
     /// Takes a place for `client` if it has fewer than `max` open; `false` (and nothing taken)
     /// otherwise.
     pub(crate) fn take_client_place(&mut self, client: IpAddr, max: usize) -> bool {
@@ -186,6 +256,9 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(carrier) = &self.carrier {
+            carrier.give_back();
+        }
         if let Some(key) = self.client {
             let mut open = self
                 .counters
@@ -226,6 +299,7 @@ mod tests {
         let place = |counters: &Arc<ServerCounters>| OpenConnection {
             counters: counters.clone(),
             client: None,
+            carrier: None,
         };
         let (mut one, mut two, mut three) = (place(&counters), place(&counters), place(&counters));
         assert!(one.take_client_place(ip, 2));

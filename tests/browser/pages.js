@@ -19,7 +19,7 @@ function startChat(args) {
     child.on('error', reject);
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const found = /open http:\/\/([^/]+)\//.exec(out);
+      const found = /open https?:\/\/([^/]+)\//.exec(out);
       if (found) {
         clearTimeout(timer);
         child.stdout.resume();
@@ -44,14 +44,16 @@ function keyOf(name) {
   return Buffer.from(name).toString('hex').padEnd(32, '0').slice(0, 32);
 }
 
-/** A new page in `room` on the chat at `address`, as user `name`, once its socket is open. */
-async function openRoom(browser, address, room, name) {
-  const page = await browser.newPage();
+/** A new page in `room` on the chat at `address`, as user `name`, once its socket is open;
+ * over `https` the browser accepts the chat's self-signed certificate. */
+async function openRoom(browser, address, room, name, scheme = 'http') {
+  const context = await browser.newContext({ ignoreHTTPSErrors: scheme === 'https' });
+  const page = await context.newPage();
   await page.addInitScript(([n, key]) => {
     localStorage.setItem('switchboard.user', n);
     localStorage.setItem('switchboard.key', key);
   }, [name, keyOf(name)]);
-  await page.goto(`http://${address}/chat/${room}/`);
+  await page.goto(`${scheme}://${address}/chat/${room}/`);
   await page.waitForSelector('#status.open', { timeout: WAIT });
   return page;
 }
