@@ -15,6 +15,9 @@
 #       SCENARIOS="fanout latency" benches/compare.sh   # an A/B of the chat in the same rounds
 #   SERVERS="chat chat_b" CHAT_B_BIN=/tmp/old/target/release/examples/chat benches/compare.sh
 #       # the same against another build (e.g. a worktree of the previous commit)
+#   SERVERS="chat chat_h2" SCENARIOS="churn fanout" benches/compare.sh
+#       # the chat loaded over HTTP/1.1 (a TCP connection per WebSocket) and over HTTP/2
+#       # (RFC 8441: HTTP2_PER_CONNECTION WebSockets, default 100, on each connection)
 #
 # Each server runs on core 0 with one runtime thread, the load generator on core 1 (DESIGN.md,
 # "Measuring on these machines"). Every round runs every server once, in turn, so that drift on
@@ -54,7 +57,7 @@ fi
 port_of() {
     case $1 in
         chat) echo 8000 ;; axum) echo 8001 ;; channels) echo 8002 ;; floor) echo 8003 ;;
-        tutorial) echo 8004 ;; axum_untuned) echo 8005 ;; chat_b) echo 8006 ;;
+        tutorial) echo 8004 ;; axum_untuned) echo 8005 ;; chat_b) echo 8006 ;; chat_h2) echo 8007 ;;
     esac
 }
 
@@ -63,7 +66,7 @@ start() {
     local port; port=$(port_of "$1")
     case $1 in
         # The chat's inbound rate limit stays on (its cost is counted) but out of the loads' way.
-        chat) SWITCHBOARD_RATE_LIMIT_MESSAGES=1000000,1000000 SWITCHBOARD_RATE_LIMIT_BYTES=off \
+        chat|chat_h2) SWITCHBOARD_RATE_LIMIT_MESSAGES=1000000,1000000 SWITCHBOARD_RATE_LIMIT_BYTES=off \
                 taskset -c 0 target/release/examples/chat --addr "127.0.0.1:$port" \
                     --db "$work/chat-$RANDOM.sqlite3" --threads 1 >/dev/null 2>&1 & ;;
         chat_b) read -r -a assignments <<< "${CHAT_B_ENV:-}"
@@ -103,8 +106,9 @@ drain_time_wait() {
 # run SERVER ROUND SCENARIO ARGS...: one loadgen run, its JSON tagged.
 run() {
     local server=$1 round=$2 scenario=$3; shift 3
-    local out
-    out=$(taskset -c 1 timeout 600 "$loadgen" "$@" --server "127.0.0.1:$(port_of "$server")" --json) || out='{}'
+    local out transport=()
+    [ "$server" = chat_h2 ] && transport=(--http2 "${HTTP2_PER_CONNECTION:-100}")
+    out=$(taskset -c 1 timeout 600 "$loadgen" "$@" "${transport[@]}" --server "127.0.0.1:$(port_of "$server")" --json) || out='{}'
     echo "{\"server\":\"$server\",\"round\":$round,\"scenario\":\"$scenario\",\"result\":$out}" >> "$results"
 }
 
@@ -165,7 +169,7 @@ def ratio(a, b, scenario, key):
 def total(server, scenario, key):
     return sum((r["result"].get(key) or 0) for r in rows if r["server"] == server and r["scenario"] == scenario)
 
-names = {"chat": "chat", "chat_b": "chat B", "tutorial": "tutorial", "axum": "axum (nodelay)", "axum_untuned": "axum (Nagle on)",
+names = {"chat": "chat", "chat_b": "chat B", "chat_h2": "chat over HTTP/2", "tutorial": "tutorial", "axum": "axum (nodelay)", "axum_untuned": "axum (Nagle on)",
          "floor": "floor", "channels": "Channels"}
 servers = [s for s in names if any(r["server"] == s for r in rows)]
 metrics = [
@@ -181,8 +185,9 @@ def fmt(v):
     if v is None: return "—"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
 pairs = [(a, b) for a in ("chat", "chat_b", "tutorial") for b in ("floor", "axum") if a in servers and b in servers]
-if "chat_b" in servers and "chat" in servers:
-    pairs.append(("chat_b", "chat"))
+for other in ("chat_b", "chat_h2"):
+    if other in servers and "chat" in servers:
+        pairs.append((other, "chat"))
 header = ["metric"] + [names[s] for s in servers] + [f"{a} ÷ {names[b]}" for a, b in pairs]
 lines = [header]
 for label, scenario, key, higher in metrics:
@@ -201,7 +206,7 @@ print()
 print("Ratios: the median over rounds of the two servers' figures in the same round; for latency")
 print("and memory, lower is better (a ratio under 1× is the switchboard row ahead).")
 for r in rows:
-    if (r["result"].get("lost") or 0) > 0 and r["server"] in ("chat", "chat_b", "floor", "axum"):
+    if (r["result"].get("lost") or 0) > 0 and r["server"] in ("chat", "chat_b", "chat_h2", "floor", "axum"):
         print(f"  {names[r['server']]}, round {r['round']}, {r['scenario']}: lost {r['result']['lost']}")
 for s in servers:
     lost = sum(total(s, sc, "lost") for sc in ("fanout", "fanout_stalled", "latency"))

@@ -42,6 +42,7 @@ impl WebSocketConsumer for Room {
         let scope = ctx.scope();
         let hello = json!({
             "http_version": format!("{:?}", scope.http_version),
+            "method": scope.method.as_str(),
             "scheme": scope.scheme,
             "host": scope.host,
         });
@@ -309,6 +310,7 @@ async fn ten_websockets_in_one_room(client: &mut H2, server: &TestServer, scheme
     for _ in 0..10 {
         let (socket, hello) = client.join().await;
         assert_eq!(hello["http_version"], "HTTP/2.0");
+        assert_eq!(hello["method"], "GET");
         assert_eq!(hello["scheme"], scheme);
         sockets.push(socket);
     }
@@ -512,6 +514,16 @@ async fn refusals_arrive_as_stream_statuses_and_the_connection_carries_on() {
     assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
 
+    // Another protocol than WebSocket: 501 (RFC 9220 §3), and not a WebSocket refusal.
+    let request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("{own}/ws/room/"))
+        .extension(hyper::ext::Protocol::from_static("webtransport"))
+        .body(Empty::new())
+        .unwrap();
+    let response = within(client.send.send_request(request)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+
     let refusals = server.stats.snapshot().refused;
     assert_eq!(
         (
@@ -657,4 +669,64 @@ async fn mounted_in_axum_serve_websockets_come_over_http2_too() {
         .websocket("/ws/room/", &[("origin", &origin)])
         .await
         .is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_sizes_and_slow_clients_are_judged_per_websocket_stream() {
+    use common::{disconnected, notes, Observed};
+    let mut config = ServerConfig::default();
+    config.max_message_size = 1024;
+    config.slow_client = switchboard::SlowClientPolicy::Disconnect {
+        after: Duration::from_millis(300),
+    };
+    let (notes_tx, mut notes) = notes();
+    let app = ProtocolTypeRouter::new()
+        .http(axum::Router::new().route("/hello", axum::routing::get(|| async { "hello" })))
+        .websocket(
+            UrlRouter::new().route("/ws/room/", move || Observed::new(Room, notes_tx.clone())),
+        );
+    let server = TestServer::start_with(app, InMemoryChannelLayer::new(), config).await;
+    let mut client = H2::h2c(server.addr).await;
+    let (mut reader, _) = client.join().await;
+    let (mut oversize, _) = client.join().await;
+    let (frozen, _) = client.join().await;
+
+    // A message past max_message_size closes its own stream with 1009, no other.
+    say(&mut oversize, &"x".repeat(2048)).await;
+    assert_eq!(recv_close(&mut oversize).await, Some(1009));
+    assert_eq!(disconnected(&mut notes).await, 1009);
+
+    // A stream whose client stops reading fills its HTTP/2 window, then the server's buffers;
+    // past `slow_client` it is dropped (1013) while the reader on the same connection reads on.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let reading = tokio::spawn(async move {
+        let mut bytes = 0usize;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return (reader, bytes),
+                frame = reader.next() => match frame {
+                    Some(Ok(tungstenite::Message::Text(text))) => bytes += text.len(),
+                    Some(Ok(_)) => {}
+                    other => panic!("the reader's stream ended: {other:?}"),
+                },
+            }
+        }
+    });
+    let big = "y".repeat(32 << 10);
+    for _ in 0..200 {
+        let event = Event::new(&json!({ "type": "room.message", "text": big })).unwrap();
+        server.layer.group_send("room", event).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(disconnected(&mut notes).await, 1013);
+    assert_eq!(server.stats.snapshot().slow_clients_disconnected, 1);
+    stop.send(()).unwrap();
+    let (mut reader, bytes) = within(reading).await.unwrap();
+    // More than the frozen stream's window: the reader was not held back with it.
+    assert!(bytes > 2 << 20, "the reader read {bytes} bytes");
+    say(&mut reader, "still reading").await;
+    while recv_text(&mut reader).await != "still reading" {}
+    assert_eq!(client.get("/hello").await.0, StatusCode::OK);
+    drop(frozen);
+    shutdown_answering(server, &mut [reader]).await;
 }

@@ -64,9 +64,12 @@ impl UrlRoute {
 pub struct Scope {
     /// HTTP or WebSocket.
     pub protocol: Protocol,
-    /// The request method (`GET` for every WebSocket handshake).
+    /// The request method: `GET` for every WebSocket handshake, one that came as an HTTP/2
+    /// extended CONNECT included (RFC 8441's `CONNECT` carries the handshake; it asks what an
+    /// HTTP/1.1 `GET` with `Upgrade` asks).
     pub method: Method,
-    /// The HTTP version of the request.
+    /// The HTTP version of the request: a WebSocket over an HTTP/2 stream (RFC 8441) says
+    /// `HTTP/2.0`, one upgraded from an HTTP/1.1 request `HTTP/1.1`.
     pub http_version: Version,
     /// The path with percent-escapes decoded (ASGI's `path`); routing matches this.
     pub path: String,

@@ -120,6 +120,13 @@ impl Dispatcher {
         if has_token(&request, header::UPGRADE, "websocket") || is_extended_connect(&request) {
             return self.handle_websocket(request, peer, None).await;
         }
+        if request.method() == http::Method::CONNECT
+            && request.extensions().get::<hyper::ext::Protocol>().is_some()
+        {
+            // An extended CONNECT for a protocol other than WebSocket (RFC 9220 §3: 501).
+            tracing::debug!(target: "switchboard::server", client = ?peer.client, "extended CONNECT for an unknown protocol: 501");
+            return status_response(StatusCode::NOT_IMPLEMENTED);
+        }
         let (mut parts, body) = request.into_parts();
         let info = proxy::client_info(
             &parts.headers,
@@ -203,6 +210,8 @@ impl Dispatcher {
         if peer.secure {
             scope.scheme = "wss";
         }
+        // RFC 8441's CONNECT asks what HTTP/1.1's GET + Upgrade asks: one method for both.
+        scope.method = http::Method::GET;
         proxy::apply(&mut scope, &self.proxy);
         self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
         match self.config.origin_check.judge(&scope) {

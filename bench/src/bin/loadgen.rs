@@ -8,29 +8,107 @@
 //! loadgen fanout --server 127.0.0.1:8000 --clients 100 --senders 10 --rate 100 --duration 10
 //! loadgen idle   --server 127.0.0.1:8000 --clients 19000 --server-pid 1234
 //! loadgen churn  --server 127.0.0.1:8000 --concurrency 64 --duration 10
+//! loadgen idle   --server 127.0.0.1:8000 --clients 10000 --http2 100 --server-pid 1234
 //! ```
+//!
+//! With `--http2 N`, WebSockets are extended CONNECTs (RFC 8441) on HTTP/2 connections in clear
+//! text, `N` per connection, instead of one TCP connection each.
 //!
 //! Fan-out is closed loop: each sender keeps at most `--window` of its messages in flight, and a
 //! message is in flight until every client in the room has it. With `--rate`, senders instead send
 //! that many messages per second each (open loop), for latency at a fixed load.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use http::Request;
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::OnceCell;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Conn>;
+
+/// A WebSocket's bytes: its own TCP connection, or one stream of a shared HTTP/2 connection.
+enum Conn {
+    Tcp(TcpStream),
+    Http2(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            Conn::Http2(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Tcp(io) => Pin::new(io).poll_write(cx, buf),
+            Conn::Http2(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(io) => Pin::new(io).poll_flush(cx),
+            Conn::Http2(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Tcp(io) => Pin::new(io).poll_shutdown(cx),
+            Conn::Http2(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The HTTP/2 connections `--http2` opens: connection `n / per_connection` carries WebSocket `n`,
+/// made by the first WebSocket that needs it and forgotten once its last one is opened (its
+/// WebSockets keep it alive).
+#[derive(Default)]
+struct Http2Pool {
+    /// By index: the connection (once made) and how many WebSockets were given it.
+    connections: std::sync::Mutex<HashMap<usize, Http2Slot>>,
+}
+
+type Http2Slot = (Arc<OnceCell<Http2Sender>>, usize);
+
+type Http2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 
 #[derive(Parser)]
 #[command(about = "switchboard's load generator (loopback only)")]
@@ -189,6 +267,12 @@ struct Target {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Open WebSockets over HTTP/2 in clear text (RFC 8441 extended CONNECT), this many on each
+    /// connection; default: one TCP connection (HTTP/1.1) each.
+    #[arg(long, value_name = "PER_CONNECTION")]
+    http2: Option<usize>,
+    #[arg(skip)]
+    http2_pool: Arc<Http2Pool>,
 }
 
 #[derive(ClapArgs)]
@@ -323,33 +407,125 @@ async fn connect_with(
         0,
         1 + (n % target.sources.max(1) as usize) as u8,
     ));
+    let server = match n % (1 + target.also_servers.len()) {
+        0 => target.server,
+        i => target.also_servers[i - 1],
+    };
+    let path = target.path.replace("{room}", room).replace("{name}", name);
+    let origin = match &target.origin {
+        Some(origin) => origin.clone(),
+        None => format!("http://{server}"),
+    };
+    if let Some(per_connection) = target.http2 {
+        let io = http2_websocket(
+            target,
+            n / per_connection.max(1),
+            source,
+            server,
+            &path,
+            &origin,
+        )
+        .await?;
+        let ws = WebSocketStream::from_raw_socket(
+            Conn::Http2(io),
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            Some(config(read_buffer)),
+        )
+        .await;
+        return Ok(ws);
+    }
     let socket = TcpSocket::new_v4()?;
     if let Some(bytes) = receive_buffer {
         socket.set_recv_buffer_size(bytes)?;
     }
     socket.bind(SocketAddr::new(source, 0))?;
-    let server = match n % (1 + target.also_servers.len()) {
-        0 => target.server,
-        i => target.also_servers[i - 1],
-    };
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
-    let path = target.path.replace("{room}", room).replace("{name}", name);
     let mut request = format!("ws://{server}{path}")
         .into_client_request()
         .map_err(std::io::Error::other)?;
-    let origin = match &target.origin {
-        Some(origin) => origin.clone(),
-        None => format!("http://{server}"),
-    };
     request
         .headers_mut()
         .insert("origin", origin.parse().map_err(std::io::Error::other)?);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config(read_buffer)))
-            .await
-            .map_err(std::io::Error::other)?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(
+        request,
+        Conn::Tcp(stream),
+        Some(config(read_buffer)),
+    )
+    .await
+    .map_err(std::io::Error::other)?;
     Ok(ws)
+}
+
+/// An extended CONNECT (RFC 8441) to `path` on HTTP/2 connection `index` (opened from `source`
+/// if this is its first WebSocket): the stream, once answered 200.
+async fn http2_websocket(
+    target: &Target,
+    index: usize,
+    source: IpAddr,
+    server: SocketAddr,
+    path: &str,
+    origin: &str,
+) -> std::io::Result<TokioIo<hyper::upgrade::Upgraded>> {
+    let per_connection = target.http2.unwrap_or(1).max(1);
+    let cell = {
+        let mut connections = target.http2_pool.connections.lock().unwrap();
+        let entry = connections
+            .entry(index)
+            .or_insert_with(|| (Arc::new(OnceCell::new()), 0));
+        entry.1 += 1;
+        let cell = entry.0.clone();
+        if entry.1 >= per_connection {
+            connections.remove(&index);
+        }
+        cell
+    };
+    let sender = cell
+        .get_or_try_init(|| async {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            let stream = socket.connect(server).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            tokio::spawn(connection);
+            // One answered request: the server's SETTINGS (extended CONNECT allowed) are in.
+            let settle = Request::get(format!("http://{server}/loadgen-settle"))
+                .body(Empty::new())
+                .map_err(std::io::Error::other)?;
+            sender
+                .send_request(settle)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(sender)
+        })
+        .await?;
+    let mut sender = sender.clone();
+    let request = Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{server}{path}"))
+        .extension(hyper::ext::Protocol::from_static("websocket"))
+        .header("sec-websocket-version", "13")
+        .header("origin", origin)
+        .body(Empty::new())
+        .map_err(std::io::Error::other)?;
+    let mut response = sender
+        .send_request(request)
+        .await
+        .map_err(std::io::Error::other)?;
+    if response.status() != http::StatusCode::OK {
+        return Err(std::io::Error::other(format!(
+            "extended CONNECT answered {}",
+            response.status()
+        )));
+    }
+    let upgraded = hyper::upgrade::on(&mut response)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(TokioIo::new(upgraded))
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
