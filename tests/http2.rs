@@ -140,6 +140,8 @@ async fn start(config: ServerConfig) -> (TestServer, InMemoryChannelLayer) {
 /// One HTTP/2 connection, from hyper's client.
 struct H2 {
     send: SendRequest<Empty<Bytes>>,
+    /// Ends when the connection does.
+    closed: tokio::task::JoinHandle<()>,
     /// `http://127.0.0.1:port` or `https://localhost:port`: the URIs' scheme and authority.
     base: String,
 }
@@ -183,8 +185,10 @@ impl H2 {
         )
         .await
         .unwrap();
-        tokio::spawn(connection);
-        let mut this = Self { send, base };
+        let closed = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let mut this = Self { send, closed, base };
         // The first answer also means the server's SETTINGS (extended CONNECT) have arrived.
         assert_eq!(
             this.get("/hello").await,
@@ -729,4 +733,34 @@ async fn message_sizes_and_slow_clients_are_judged_per_websocket_stream() {
     assert_eq!(client.get("/hello").await.0, StatusCode::OK);
     drop(frozen);
     shutdown_answering(server, &mut [reader]).await;
+}
+
+#[tokio::test]
+async fn a_connection_without_open_streams_is_closed_after_its_idle_timeout() {
+    let mut config = ServerConfig::default();
+    config.http2.as_mut().unwrap().idle_timeout = Some(Duration::from_millis(300));
+    let (server, _layer) = start(config).await;
+    // Three connections: one holds a WebSocket, one an event stream, and, opened last, one
+    // that only asked for a page.
+    let mut with_websocket = H2::h2c(server.addr).await;
+    let (mut socket, _) = with_websocket.join().await;
+    let mut with_events = H2::h2c(server.addr).await;
+    let request = Request::get(format!("{}/events", with_events.base))
+        .body(Empty::new())
+        .unwrap();
+    let events = within(with_events.send.send_request(request))
+        .await
+        .unwrap();
+    let mut events = events.into_body();
+    within(events.frame()).await.unwrap().unwrap();
+    let idle = H2::h2c(server.addr).await;
+
+    // The idle one is closed (GOAWAY, then the connection ends)...
+    within(idle.closed).await.unwrap();
+    // ...the others, without a request for longer, are not: their streams are open.
+    say(&mut socket, "still open").await;
+    assert_eq!(recv_text(&mut socket).await, "still open");
+    assert_eq!(with_events.get("/hello").await.0, StatusCode::OK);
+    assert!(!with_websocket.closed.is_finished());
+    shutdown_answering(server, &mut [socket]).await;
 }

@@ -143,6 +143,11 @@ pub struct Http2Config {
     /// A connection whose PING is not answered within this long is closed, with all its
     /// streams. Default 20 s.
     pub keep_alive_timeout: Duration,
+    /// A connection with no open stream (no request, response body, event stream or WebSocket)
+    /// for this long is closed with GOAWAY, as HTTP/1.1's idle keep-alive connections are by
+    /// [`ServerConfig::header_read_timeout`]; `None`: kept while it answers PINGs.
+    /// Default 60 s.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Http2Config {
@@ -156,6 +161,7 @@ impl Default for Http2Config {
             max_send_buffer_size: 128 << 10,
             keep_alive_interval: Some(Duration::from_secs(20)),
             keep_alive_timeout: Duration::from_secs(20),
+            idle_timeout: Some(Duration::from_secs(60)),
         }
     }
 }

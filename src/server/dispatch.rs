@@ -15,7 +15,7 @@ use super::config::{ServerConfig, SlowClientPolicy};
 use super::handshake::{
     accepting_response, check_handshake, has_token, is_extended_connect, HandshakeKind,
 };
-pub(crate) use super::stats::ConnectionWebSockets;
+pub(crate) use super::stats::Http2Streams;
 use super::stats::{OpenConnection, ServerCounters, StatsHandle};
 use crate::application::{ConnectionEnv, Handshake, HandshakeResponse, Upgrade};
 use crate::body::{Body, BoxError};
@@ -165,7 +165,7 @@ impl Dispatcher {
         upgrade: Option<Upgrade>,
     ) -> Response<Body> {
         let client = peer.client;
-        let carrier = request.extensions_mut().remove::<ConnectionWebSockets>();
+        let carrier = request.extensions_mut().remove::<Http2Streams>();
         let kind = match check_handshake(&request) {
             Ok(kind) => kind,
             Err(refusal) => {

@@ -33,7 +33,7 @@ use crate::routing::ProtocolTypeRouter;
 pub use config::{
     Http2Config, InboundRateLimit, Rate, RateLimitPolicy, ServerConfig, SlowClientPolicy,
 };
-use dispatch::ConnectionWebSockets;
+use dispatch::Http2Streams;
 pub(crate) use dispatch::{Dispatcher, Peer};
 pub use env::ConfigError;
 pub use service::{AppService, ShutdownHandle};
@@ -444,14 +444,22 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let shutdown = dispatcher.env.shutdown.clone();
-    // The WebSockets this connection carries, for `max_websockets_per_connection`.
-    let websockets = ConnectionWebSockets::new(http2.max_websockets_per_connection);
+    // This connection's streams: its WebSockets, for `max_websockets_per_connection`, and all
+    // of them, for `idle_timeout`.
+    let streams = Http2Streams::new(http2.max_websockets_per_connection);
     let executor = transport::TrackedExecutor(dispatcher.tracker.clone());
-    let carried = websockets.clone();
+    let carried = streams.clone();
     let service = hyper::service::service_fn(move |mut request: http::Request<_>| {
         let dispatcher = dispatcher.clone();
+        let stream = carried.begin_stream();
         request.extensions_mut().insert(carried.clone());
-        async move { Ok::<_, std::convert::Infallible>(dispatcher.handle(request, origin).await) }
+        async move {
+            let response = dispatcher.handle(request, origin).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| transport::CountedBody {
+                body,
+                _stream: stream,
+            }))
+        }
     });
     let mut builder = hyper::server::conn::http2::Builder::new(executor);
     builder
@@ -466,14 +474,25 @@ where
         .keep_alive_timeout(http2.keep_alive_timeout);
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
+    let idle = async {
+        match http2.idle_timeout {
+            Some(timeout) => streams.idle_for(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        () = idle => {
+            tracing::debug!(target: "switchboard::server", peer = ?origin.client, "HTTP/2 connection idle past Http2Config::idle_timeout: GOAWAY");
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
         () = shutdown.cancelled() => {
             // The WebSockets close with 1001 on their own tasks, over this connection, which
             // must go on running meanwhile; then GOAWAY lets the streams still open finish.
             tokio::select! {
                 result = connection.as_mut() => result,
-                () = websockets.all_closed() => {
+                () = streams.all_websockets_closed() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }

@@ -168,54 +168,116 @@ pub(crate) struct OpenConnection {
     pub(crate) counters: Arc<ServerCounters>,
     pub(crate) client: Option<IpAddr>,
     /// The HTTP/2 connection carrying it, whose count it holds a place in.
-    pub(crate) carrier: Option<ConnectionWebSockets>,
+    pub(crate) carrier: Option<Http2Streams>,
 }
 
-/// The WebSockets one HTTP/2 connection carries: a count with its cap, shared by the
-/// connection's requests (as an extension) and the places taken in it.
+/// The streams one HTTP/2 connection carries: its WebSockets (counted against their cap) and
+/// all its open streams (requests being answered, response bodies being sent, WebSockets), for
+/// its idle timeout. Shared by the connection's requests (as an extension) and the places taken.
 #[derive(Debug, Clone)]
-pub(crate) struct ConnectionWebSockets(Arc<CarriedCount>);
+pub(crate) struct Http2Streams(Arc<StreamCounts>);
 
 #[derive(Debug)]
-pub(crate) struct CarriedCount {
-    open: AtomicUsize,
-    max: usize,
-    none_open: tokio::sync::Notify,
+pub(crate) struct StreamCounts {
+    websockets: AtomicUsize,
+    max_websockets: usize,
+    active: AtomicUsize,
+    /// When `active` last fell to zero.
+    idle_since: Mutex<tokio::time::Instant>,
+    no_websockets: tokio::sync::Notify,
+    went_idle: tokio::sync::Notify,
 }
 
-impl ConnectionWebSockets {
-    pub(crate) fn new(max: usize) -> Self {
-        Self(Arc::new(CarriedCount {
-            open: AtomicUsize::new(0),
-            max,
-            none_open: tokio::sync::Notify::new(),
+/// One open stream of an [`Http2Streams`]: counted until dropped.
+#[derive(Debug)]
+pub(crate) struct ActiveStream(Http2Streams);
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        self.0.end_stream();
+    }
+}
+
+impl Http2Streams {
+    pub(crate) fn new(max_websockets: usize) -> Self {
+        Self(Arc::new(StreamCounts {
+            websockets: AtomicUsize::new(0),
+            max_websockets,
+            active: AtomicUsize::new(0),
+            idle_since: Mutex::new(tokio::time::Instant::now()),
+            no_websockets: tokio::sync::Notify::new(),
+            went_idle: tokio::sync::Notify::new(),
         }))
     }
 
-    /// Takes a place if fewer than the cap are open.
-    fn take(&self) -> bool {
-        self.0
-            .open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.0.max).then_some(open + 1)
-            })
-            .is_ok()
+    /// Counts a stream open until the returned guard is dropped.
+    pub(crate) fn begin_stream(&self) -> ActiveStream {
+        self.0.active.fetch_add(1, Ordering::AcqRel);
+        ActiveStream(self.clone())
     }
 
-    fn give_back(&self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none_open.notify_waiters();
+    fn end_stream(&self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self
+                .0
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = tokio::time::Instant::now();
+            self.0.went_idle.notify_waiters();
         }
     }
 
+    /// Takes a WebSocket's place if fewer than the cap are open.
+    fn take_websocket(&self) -> bool {
+        let taken = self
+            .0
+            .websockets
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < self.0.max_websockets).then_some(open + 1)
+            })
+            .is_ok();
+        if taken {
+            self.0.active.fetch_add(1, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    fn give_back_websocket(&self) {
+        if self.0.websockets.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.no_websockets.notify_waiters();
+        }
+        self.end_stream();
+    }
+
     /// Resolves once none of the connection's WebSockets is open.
-    pub(crate) async fn all_closed(&self) {
+    pub(crate) async fn all_websockets_closed(&self) {
         loop {
-            let notified = self.0.none_open.notified();
-            if self.0.open.load(Ordering::Acquire) == 0 {
+            let notified = self.0.no_websockets.notified();
+            if self.0.websockets.load(Ordering::Acquire) == 0 {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Resolves once the connection has had no open stream for `timeout`.
+    pub(crate) async fn idle_for(&self, timeout: std::time::Duration) {
+        loop {
+            let notified = self.0.went_idle.notified();
+            if self.0.active.load(Ordering::Acquire) > 0 {
+                notified.await;
+                continue;
+            }
+            let since = *self
+                .0
+                .idle_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let deadline = since + timeout;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 }
@@ -223,8 +285,8 @@ impl ConnectionWebSockets {
 impl OpenConnection {
     /// Takes a place in `carrier`'s WebSockets if it has room; `false` (and nothing taken)
     /// otherwise.
-    pub(crate) fn take_carrier_place(&mut self, carrier: &ConnectionWebSockets) -> bool {
-        if !carrier.take() {
+    pub(crate) fn take_carrier_place(&mut self, carrier: &Http2Streams) -> bool {
+        if !carrier.take_websocket() {
             return false;
         }
         self.carrier = Some(carrier.clone());
@@ -257,7 +319,7 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.counters.open.fetch_sub(1, Ordering::Relaxed);
         if let Some(carrier) = &self.carrier {
-            carrier.give_back();
+            carrier.give_back_websocket();
         }
         if let Some(key) = self.client {
             let mut open = self

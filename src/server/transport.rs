@@ -130,6 +130,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// A response body that keeps its HTTP/2 stream counted as open until it is sent (or dropped):
+/// an event stream is activity, however long it lasts.
+#[derive(Debug)]
+pub(super) struct CountedBody {
+    pub(super) body: crate::body::Body,
+    pub(super) _stream: super::stats::ActiveStream,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Runs HTTP/2's per-stream tasks on the server's task tracker, so that graceful shutdown waits
 /// for them as for the WebSockets they carry.
 #[derive(Debug, Clone)]
