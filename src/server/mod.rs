@@ -341,18 +341,21 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Liste
     let local = stream.local_addr().ok();
     // Small frames must not wait for Nagle's algorithm.
     let _ = stream.set_nodelay(true);
-    let mut origin = Peer {
+    let origin = Peer {
         client: Some(peer),
         local,
         secure: false,
     };
-    let timeout = shared.dispatcher.config.header_read_timeout;
     #[cfg(feature = "tls")]
     if let Some(acceptor) = shared.tls.clone() {
+        let timeout = shared.dispatcher.config.header_read_timeout;
         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
         match handshake.await {
             Ok(Ok(stream)) => {
-                origin.secure = true;
+                let origin = Peer {
+                    secure: true,
+                    ..origin
+                };
                 // ALPN decides; a client that negotiated nothing may still send HTTP/2's preface.
                 let speaks = match stream.get_ref().1.alpn_protocol() {
                     Some(b"h2") => Some(transport::Speaks::Http2),
