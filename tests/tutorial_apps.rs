@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use common::redis_server::RedisServer;
-use common::{get, handshake_status, post_json, recv_json, send_json, within, Client};
+use common::{get, handshake_status, post_json, recv_json, send_json, within, Client, EventReader};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
@@ -248,37 +246,6 @@ async fn sensor_dashboard_fed_by_sensors_and_http_and_served_as_events() {
     // The event stream saw both, in order.
     assert!(events.next_data().await.contains(r#""sensor_id":"t1""#));
     assert!(events.next_data().await.contains(r#""sensor_id":"h7""#));
-}
-
-/// Reads `data:` lines of a server-sent event stream over a real socket.
-struct EventReader {
-    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::TcpStream>>,
-}
-
-impl EventReader {
-    async fn open(addr: SocketAddr, path: &str) -> Self {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut lines = tokio::io::BufReader::new(stream).lines();
-        let status = within(lines.next_line()).await.unwrap().unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        Self { lines }
-    }
-
-    async fn next_data(&mut self) -> String {
-        loop {
-            let line = within(self.lines.next_line())
-                .await
-                .unwrap()
-                .expect("stream open");
-            if let Some(data) = line.strip_prefix("data: ") {
-                return data.to_owned();
-            }
-        }
-    }
 }
 
 // ---- 3. Broadcast and private messages between token-authenticated users --------------------

@@ -3,6 +3,8 @@
 'use strict';
 
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
 const { chromium } = require('playwright-core');
 
 const CHAT_BIN = process.env.CHAT_BIN || 'target/debug/examples/chat';
@@ -12,10 +14,16 @@ const WAIT = 15000;
 /** Starts the chat binary with `args` (`--addr` among them) and resolves with the child and the
  * address it listens on, once it prints it. */
 function startChat(args) {
+  return startExample(CHAT_BIN, args);
+}
+
+/** Starts example binary `bin` (a path) with `args` and resolves with the child and the address
+ * it listens on, once it prints `open http(s)://<address>/`. */
+function startExample(bin, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(CHAT_BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    const timer = setTimeout(() => reject(new Error('chat did not start: ' + out)), WAIT);
+    const timer = setTimeout(() => reject(new Error(`${bin} did not start: ${out}`)), WAIT);
     child.on('error', reject);
     child.stdout.on('data', (chunk) => {
       out += chunk;
@@ -27,6 +35,27 @@ function startChat(args) {
       }
     });
   });
+}
+
+/** The binary of example `name`, beside the chat's. */
+function exampleBin(name) {
+  return path.join(path.dirname(CHAT_BIN), name);
+}
+
+/** Stops `child` (SIGTERM, as a deployment does) and waits until it has exited. */
+function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+/** Saves `page` as `docs/images/<name>.png` for the README's gallery. */
+async function screenshot(page, name) {
+  const dir = path.join(__dirname, '..', '..', 'docs', 'images');
+  fs.mkdirSync(dir, { recursive: true });
+  await page.screenshot({ path: path.join(dir, `${name}.png`) });
 }
 
 /** Headless Debian Chromium, quiet (no background traffic, no QUIC). */
@@ -72,4 +101,7 @@ async function waitOnline(page, names) {
     JSON.stringify(names), { timeout: WAIT });
 }
 
-module.exports = { CHAT_BIN, WAIT, keyOf, launchBrowser, openRoom, say, online, startChat, waitOnline };
+module.exports = {
+  CHAT_BIN, WAIT, exampleBin, keyOf, launchBrowser, openRoom, say, online, screenshot, startChat,
+  startExample, stop, waitOnline,
+};

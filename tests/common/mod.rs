@@ -365,3 +365,34 @@ pub async fn read_server_frame(stream: &mut TcpStream) -> Option<(bool, u8, Vec<
     within(stream.read_exact(&mut payload)).await.ok()?;
     Some((header[0] & 0x80 != 0, header[0] & 0x0f, payload))
 }
+
+/// Reads `data:` lines of a server-sent event stream over a real socket.
+pub struct EventReader {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::TcpStream>>,
+}
+
+impl EventReader {
+    pub async fn open(addr: SocketAddr, path: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut lines = tokio::io::BufReader::new(stream).lines();
+        let status = within(lines.next_line()).await.unwrap().unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        Self { lines }
+    }
+
+    pub async fn next_data(&mut self) -> String {
+        loop {
+            let line = within(self.lines.next_line())
+                .await
+                .unwrap()
+                .expect("stream open");
+            if let Some(data) = line.strip_prefix("data: ") {
+                return data.to_owned();
+            }
+        }
+    }
+}
