@@ -136,7 +136,7 @@ async fn a_dashboard_that_comes_back_gets_exactly_what_it_missed() {
 async fn simulated_sensors_feed_the_same_stream() {
     let server = start().await;
     let mut board = server.connect("/ws/sensor_data/").await;
-    dashboard::simulate(server.layer.clone(), 2, Duration::from_millis(5));
+    dashboard::simulate(&server.layer, 2, Duration::from_millis(5));
     let mut seen = std::collections::HashSet::new();
     within(async {
         while seen.len() < 2 {

@@ -196,7 +196,7 @@ pub(crate) fn layer() -> InMemoryChannelLayer {
 
 /// `count` simulated sensors (`sim-1`, ...), each sending a wavy reading every `every`, as any
 /// other code holding the layer would.
-pub(crate) fn simulate(layer: LayerHandle, count: usize, every: Duration) {
+pub(crate) fn simulate(layer: &LayerHandle, count: usize, every: Duration) {
     for n in 1..=count {
         let layer = layer.clone();
         tokio::spawn(async move {
@@ -230,7 +230,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
     let args = Args::parse();
     let layer = LayerHandle::new(layer());
-    simulate(layer.clone(), args.simulate, Duration::from_millis(500));
+    simulate(&layer, args.simulate, Duration::from_millis(500));
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!(
         "dashboard: open http://{}/ in a browser",
