@@ -55,6 +55,7 @@ function stop(child) {
 async function screenshot(page, name) {
   const dir = path.join(__dirname, '..', '..', 'docs', 'images');
   fs.mkdirSync(dir, { recursive: true });
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== 'running'), null, { timeout: WAIT });
   await page.screenshot({ path: path.join(dir, `${name}.png`) });
 }
 
