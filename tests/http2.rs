@@ -5,10 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::tls::{certificate, Certificate};
 use common::{within, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -155,23 +155,7 @@ impl H2 {
 
     /// HTTP/2 over TLS, chosen by ALPN, trusting only `certificate`.
     async fn tls(addr: SocketAddr, certificate: &Certificate) -> Self {
-        use tokio_rustls::rustls;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(certificate.der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .unwrap();
-        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let tls = common::tls::connect(addr, certificate, &[b"h2"]).await;
         Self::handshake(tls, format!("https://localhost:{}", addr.port())).await
     }
 
@@ -289,21 +273,6 @@ async fn shutdown_answering(server: TestServer, sockets: &mut [H2Socket]) {
         assert_eq!(recv_close(socket).await, Some(1001));
     }
     within(stopped).await.unwrap();
-}
-
-struct Certificate {
-    pem: String,
-    key_pem: String,
-    der: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
-}
-
-fn certificate() -> Certificate {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    Certificate {
-        pem: made.cert.pem(),
-        key_pem: made.signing_key.serialize_pem(),
-        der: made.cert.der().clone(),
-    }
 }
 
 /// Ten WebSockets on one connection chat in one room, in order; one is closed by its client,
@@ -441,23 +410,7 @@ async fn tokio_tungstenite_tls(
     addr: SocketAddr,
     certificate: &Certificate,
 ) -> WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certificate.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let tls = common::tls::connect(addr, certificate, &[b"http/1.1"]).await;
     let url = format!("wss://localhost:{}/ws/room/", addr.port());
     let (socket, response) = within(tokio_tungstenite::client_async(url, tls))
         .await
@@ -680,8 +633,9 @@ async fn message_sizes_and_slow_clients_are_judged_per_websocket_stream() {
     use common::{disconnected, notes, Observed};
     let mut config = ServerConfig::default();
     config.max_message_size = 1024;
+    // Long enough that the reader, busy reading, is never taken for a slow client.
     config.slow_client = switchboard::SlowClientPolicy::Disconnect {
-        after: Duration::from_millis(300),
+        after: Duration::from_secs(1),
     };
     let (notes_tx, mut notes) = notes();
     let app = ProtocolTypeRouter::new()
@@ -738,7 +692,9 @@ async fn message_sizes_and_slow_clients_are_judged_per_websocket_stream() {
 #[tokio::test]
 async fn a_connection_without_open_streams_is_closed_after_its_idle_timeout() {
     let mut config = ServerConfig::default();
-    config.http2.as_mut().unwrap().idle_timeout = Some(Duration::from_millis(300));
+    // Long enough that the busy connections open their streams after their first request
+    // without meeting it, even on a loaded machine.
+    config.http2.as_mut().unwrap().idle_timeout = Some(Duration::from_secs(1));
     let (server, _layer) = start(config).await;
     // Three connections: one holds a WebSocket, one an event stream, and, opened last, one
     // that only asked for a page.

@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::tls::{certificate, Certificate};
 use common::within;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
@@ -56,21 +57,6 @@ async fn send_json(client: &mut TlsClient, value: &serde_json::Value) {
         .unwrap();
 }
 
-struct Certificate {
-    pem: String,
-    key_pem: String,
-    der: rustls::pki_types::CertificateDer<'static>,
-}
-
-fn certificate() -> Certificate {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    Certificate {
-        pem: made.cert.pem(),
-        key_pem: made.signing_key.serialize_pem(),
-        der: made.cert.der().clone(),
-    }
-}
-
 async fn tls_server(tls: TlsConfig) -> std::net::SocketAddr {
     let app = ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/", || Echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -82,16 +68,7 @@ async fn tls_server(tls: TlsConfig) -> std::net::SocketAddr {
 }
 
 fn client_config(trusted: &Certificate) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trusted.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
+    common::tls::client_config(trusted, &[])
 }
 
 #[tokio::test]

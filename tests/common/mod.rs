@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
