@@ -27,7 +27,7 @@ use axum::{Extension, Json};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
+use switchboard::consumer::{Context, InvalidMessagePolicy, JsonWebSocketConsumer};
 use switchboard::layer::{
     InMemoryChannelLayer, InMemoryConfig, LayerHandle, Recovery, StreamPosition,
 };
@@ -64,6 +64,8 @@ pub(crate) struct SensorDataConsumer;
 impl JsonWebSocketConsumer for SensorDataConsumer {
     type Incoming = Reading;
     type Event = SensorReading;
+    // A bad message gets `{"error": ..}` and the connection carries on.
+    const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Reply;
     const FORWARDED_EVENTS: &'static [&'static str] = &["sensor.reading"];
     const FORWARDS_POSITIONS: bool = true;
 
@@ -103,16 +105,6 @@ impl JsonWebSocketConsumer for SensorDataConsumer {
             sensor_value: r.sensor_value,
         };
         ctx.group_send(GROUP, &reading).await?;
-        Ok(())
-    }
-
-    async fn invalid_message(
-        &mut self,
-        ctx: &mut Context,
-        error: InvalidMessage,
-    ) -> switchboard::Result<()> {
-        ctx.send_json(&json!({ "error": error.to_string() }))
-            .await?;
         Ok(())
     }
 

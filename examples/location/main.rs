@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
+use switchboard::consumer::{Context, InvalidMessagePolicy, JsonWebSocketConsumer};
 use switchboard::middleware::RateLimit;
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::{InboundRateLimit, Rate};
@@ -71,6 +71,8 @@ impl LocationConsumer {
 impl JsonWebSocketConsumer for LocationConsumer {
     type Incoming = Position;
     type Event = LocationEvent;
+    // A bad message gets `{"error": ..}` and the connection carries on.
+    const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Reply;
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         let name = ctx.scope().query_param("name").unwrap_or_default();
@@ -95,17 +97,6 @@ impl JsonWebSocketConsumer for LocationConsumer {
         }
         self.last = Some((at.latitude, at.longitude));
         ctx.group_send(GROUP, &self.moved(ctx, (at.latitude, at.longitude)))
-            .await?;
-        Ok(())
-    }
-
-    /// Not a position: an error frame, and the connection carries on (the default closes it).
-    async fn invalid_message(
-        &mut self,
-        ctx: &mut Context,
-        error: InvalidMessage,
-    ) -> switchboard::Result<()> {
-        ctx.send_json(&json!({ "error": error.to_string() }))
             .await?;
         Ok(())
     }

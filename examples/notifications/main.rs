@@ -28,7 +28,7 @@ use clap::Parser;
 use cookie::{Cookie, CookieJar, Key, SameSite};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
+use switchboard::consumer::{Context, InvalidMessagePolicy, JsonWebSocketConsumer};
 use switchboard::layer::{user_group, LayerHandle};
 use switchboard::middleware::{authenticator_fn, AuthMiddleware, CookieMiddleware, TokenSource};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
@@ -119,6 +119,8 @@ pub(crate) struct NotificationsConsumer {
 impl JsonWebSocketConsumer for NotificationsConsumer {
     type Incoming = MarkRead;
     type Event = UserEvent;
+    // A bad message gets `{"error": ..}` and the connection carries on.
+    const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Reply;
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         // The auth middleware let only signed-in users this far.
@@ -136,15 +138,6 @@ impl JsonWebSocketConsumer for NotificationsConsumer {
     async fn receive_json(&mut self, ctx: &mut Context, m: MarkRead) -> switchboard::Result<()> {
         ctx.group_send(&self.group, &UserEvent::Read { id: m.read })
             .await?;
-        Ok(())
-    }
-
-    async fn invalid_message(
-        &mut self,
-        ctx: &mut Context,
-        e: InvalidMessage,
-    ) -> switchboard::Result<()> {
-        ctx.send_json(&json!({ "error": e.to_string() })).await?;
         Ok(())
     }
 

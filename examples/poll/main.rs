@@ -23,7 +23,7 @@ use axum::response::IntoResponse;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use switchboard::consumer::{ChannelContext, Context, InvalidMessage, JsonWebSocketConsumer};
+use switchboard::consumer::{ChannelContext, Context, InvalidMessagePolicy, JsonWebSocketConsumer};
 use switchboard::middleware::{CookieMiddleware, Cookies};
 use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::worker::{ChannelConsumer, ChannelNameRouter};
@@ -176,6 +176,8 @@ pub(crate) struct PollConsumer {
 impl JsonWebSocketConsumer for PollConsumer {
     type Incoming = Vote;
     type Event = PollEvent;
+    // A bad message gets `{"error": ..}` and the connection carries on.
+    const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Reply;
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         let scope = ctx.scope();
@@ -218,15 +220,6 @@ impl JsonWebSocketConsumer for PollConsumer {
             reply_to: ctx.channel_name().to_owned(),
         };
         ctx.send_to_channel(TALLY, &job).await?;
-        Ok(())
-    }
-
-    async fn invalid_message(
-        &mut self,
-        ctx: &mut Context,
-        e: InvalidMessage,
-    ) -> switchboard::Result<()> {
-        ctx.send_json(&json!({ "error": e.to_string() })).await?;
         Ok(())
     }
 

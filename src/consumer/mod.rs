@@ -179,6 +179,20 @@ pub enum InvalidMessage {
     Json(#[from] serde_json::Error),
 }
 
+/// What a [`JsonWebSocketConsumer`]'s default
+/// [`invalid_message`](JsonWebSocketConsumer::invalid_message) does with a message that is not
+/// its `Incoming` JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidMessagePolicy {
+    /// Close the connection: 1007 (invalid payload) with the parse error as the reason, or 1003
+    /// (unsupported data) for binary — as Channels' JSON consumer, whose decode error ends it.
+    Close,
+    /// Answer `{"error": "<what was wrong>"}` and carry on: what a page or a device that sent
+    /// one bad message wants (the same shape as the rate limit's notice).
+    Reply,
+}
+
 /// A consumer of JSON messages and typed channel-layer events (Channels'
 /// `AsyncJsonWebsocketConsumer`).
 ///
@@ -243,6 +257,30 @@ pub trait JsonWebSocketConsumer: Send + 'static {
     /// [`WebSocketConsumer::forwards_positions`]). Default: no.
     const FORWARDS_POSITIONS: bool = false;
 
+    /// What the default [`invalid_message`](Self::invalid_message) does with a message that is
+    /// not JSON of type `Incoming`, or is binary. Default [`InvalidMessagePolicy::Close`].
+    ///
+    /// ```
+    /// # use serde::Deserialize;
+    /// use switchboard::consumer::{Context, InvalidMessagePolicy, JsonWebSocketConsumer};
+    /// # #[derive(Deserialize)] struct Position { latitude: f64 }
+    /// # struct Map;
+    ///
+    /// #[switchboard::async_trait]
+    /// impl JsonWebSocketConsumer for Map {
+    ///     type Incoming = Position;
+    ///     type Event = serde_json::Value;
+    ///     // `{"latitude": "north"}` gets `{"error": "invalid message: .."}`; the map stays open.
+    ///     const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Reply;
+    ///
+    ///     async fn receive_json(&mut self, ctx: &mut Context, at: Position) -> switchboard::Result<()> {
+    /// #       let _ = (ctx, at.latitude);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Close;
+
     /// As [`WebSocketConsumer::connect`]. The default accepts.
     ///
     /// # Errors
@@ -271,14 +309,20 @@ pub trait JsonWebSocketConsumer: Send + 'static {
         Ok(())
     }
 
-    /// Runs for a message that is not JSON of type `Incoming`, or is binary. The default closes
-    /// the connection: 1007 (invalid payload) with the parse error as the reason, or 1003
-    /// (unsupported data) for binary. Override it to answer with an error message and carry on.
+    /// Runs for a message that is not JSON of type `Incoming`, or is binary. The default does
+    /// what [`INVALID_MESSAGE_POLICY`](Self::INVALID_MESSAGE_POLICY) says: close the connection
+    /// (1007 with the parse error as the reason, 1003 for binary), or answer `{"error": ..}` and
+    /// carry on. Override it to answer otherwise.
     ///
     /// # Errors
     ///
     /// An error closes the connection with 1011.
     async fn invalid_message(&mut self, ctx: &mut Context, error: InvalidMessage) -> Result<()> {
+        if Self::INVALID_MESSAGE_POLICY == InvalidMessagePolicy::Reply {
+            ctx.send_json(&serde_json::json!({ "error": error.to_string() }))
+                .await?;
+            return Ok(());
+        }
         let code = match error {
             InvalidMessage::Binary => close_code::UNSUPPORTED_DATA,
             InvalidMessage::Json(_) => close_code::INVALID_PAYLOAD,
