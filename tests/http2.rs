@@ -327,7 +327,9 @@ async fn ten_websockets_in_one_room(client: &mut H2, server: &TestServer, scheme
         code: tungstenite::protocol::frame::coding::CloseCode::Normal,
         reason: "bye".into(),
     };
-    within(closed_by_client.close(Some(bye))).await.unwrap();
+    // The server answers the close at once and resets the stream (NO_ERROR: "send no more");
+    // hyper's client may report that reset as the close's own flush failing.
+    let _ = within(closed_by_client.close(Some(bye))).await;
     assert_eq!(recv_close(&mut closed_by_client).await, Some(1000));
     let mut closed_by_consumer = sockets.remove(0);
     say(&mut closed_by_consumer, "close").await;

@@ -263,8 +263,8 @@ pub trait JsonWebSocketConsumer: Send + 'static {
     /// ```
     /// # use serde::Deserialize;
     /// use switchboard::consumer::{Context, InvalidMessagePolicy, JsonWebSocketConsumer};
-    /// # #[derive(Deserialize)] struct Position { latitude: f64 }
-    /// # struct Map;
+    /// # #[allow(dead_code)] #[derive(Deserialize)] struct Position { latitude: f64 }
+    /// # #[allow(dead_code)] struct Map;
     ///
     /// #[switchboard::async_trait]
     /// impl JsonWebSocketConsumer for Map {
