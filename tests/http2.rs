@@ -722,3 +722,26 @@ async fn a_connection_without_open_streams_is_closed_after_its_idle_timeout() {
     assert!(!with_websocket.closed.is_finished());
     shutdown_answering(server, &mut [socket]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_that_closes_gets_the_server_s_close_frame() {
+    // The server answers a client's close and ends the stream; its answer must reach the client
+    // before the stream is reset, fifty times at once on one connection.
+    let (server, _layer) = start(ServerConfig::default()).await;
+    let mut client = H2::h2c(server.addr).await;
+    let mut sockets = Vec::new();
+    for _ in 0..50 {
+        sockets.push(client.join().await.0);
+    }
+    let closes = sockets.into_iter().map(|mut socket| async move {
+        let bye = tungstenite::protocol::CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Away,
+            reason: "".into(),
+        };
+        let _ = socket.close(Some(bye)).await;
+        recv_close(&mut socket).await
+    });
+    let codes = within(futures_util::future::join_all(closes)).await;
+    assert!(codes.iter().all(|code| *code == Some(1001)), "{codes:?}");
+    server.shutdown().await;
+}

@@ -431,6 +431,12 @@ async fn serve<C: WebSocketConsumer>(
             let written = tokio::io::AsyncWriteExt::flush(socket.get_mut());
             let _ = Box::pin(tokio::time::timeout(env.close_timeout, written)).await;
         }
+        // Then end our side of the byte stream before dropping it: over TCP a FIN after the last
+        // frame (the server closes first, RFC 6455 §7.1.1); over an HTTP/2 stream, the last
+        // frames handed to h2 and END_STREAM sent — dropping it unended would reset the stream,
+        // and h2 discards what it has not sent yet of a reset stream.
+        let ended = tokio::io::AsyncWriteExt::shutdown(socket.get_mut());
+        let _ = Box::pin(tokio::time::timeout(env.close_timeout, ended)).await;
     }
     // As Channels does before `disconnect`: leave every group. Dropping the channel does it, and
     // drops the events still queued. Then the socket: TCP closes before `disconnect` runs.
