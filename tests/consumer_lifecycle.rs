@@ -373,3 +373,78 @@ async fn a_factory_that_panics_fails_only_its_handshake() {
     text(&mut client, "echo alive").await;
     assert_eq!(recv_text(&mut client).await, "alive");
 }
+
+/// Rejects with the status its path names (`/ws/reject/404/`), or accepts and then tries to
+/// reject (`/ws/reject/late/`), reporting what that returned.
+struct Rejecting {
+    late: mpsc::Sender<bool>,
+}
+
+#[switchboard::async_trait]
+impl WebSocketConsumer for Rejecting {
+    async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
+        let asked = ctx
+            .scope()
+            .url_route
+            .get("status")
+            .unwrap_or_default()
+            .to_owned();
+        if let Ok(code) = asked.parse::<u16>() {
+            ctx.reject(http::StatusCode::from_u16(code).unwrap())?;
+            return Ok(());
+        }
+        ctx.accept().await?;
+        let late = ctx.reject(http::StatusCode::NOT_FOUND);
+        let _ = self
+            .late
+            .try_send(matches!(late, Err(WebSocketError::AlreadyAnswered)));
+        Ok(())
+    }
+
+    async fn receive(&mut self, _: &mut Context, _: Message) -> switchboard::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_rejects_a_handshake_with_the_status_it_chooses() {
+    let (late_tx, mut late) = mpsc::channel(1);
+    let app = ProtocolTypeRouter::new().websocket(UrlRouter::new().route(
+        "/ws/reject/{status}/",
+        move || Rejecting {
+            late: late_tx.clone(),
+        },
+    ));
+    let server = TestServer::start(app).await;
+    for (asked, answered) in [
+        (404, 404),
+        (401, 401),
+        (429, 429),
+        (503, 503),
+        (200, 403),
+        (302, 403),
+    ] {
+        assert_eq!(
+            server
+                .handshake_status(&format!("/ws/reject/{asked}/"))
+                .await,
+            answered,
+            "{asked}"
+        );
+    }
+    let refused = server.stats.snapshot().refused;
+    assert_eq!(
+        (
+            refused.not_found,
+            refused.unauthorized,
+            refused.forbidden,
+            refused.unavailable
+        ),
+        (1, 1, 2, 1)
+    );
+    // After accepting, it is too late.
+    let client = server.connect("/ws/reject/late/").await;
+    assert!(within(late.recv()).await.unwrap());
+    drop(client);
+    server.shutdown().await;
+}

@@ -113,7 +113,7 @@ async fn no_voter_cookie_or_no_such_poll_is_refused_and_the_page_hands_out_cooki
     let server = TestServer::start(poll::application(polls())).await;
     assert_eq!(
         handshake_status(request(&server, "/ws/poll/1/", None)).await,
-        403
+        401
     );
     assert_eq!(
         handshake_status(request(
@@ -122,7 +122,7 @@ async fn no_voter_cookie_or_no_such_poll_is_refused_and_the_page_hands_out_cooki
             Some("some-voter-0123456789")
         ))
         .await,
-        403
+        404
     );
     let page = get(server.addr, "/").await;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");

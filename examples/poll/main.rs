@@ -7,8 +7,8 @@
 //! cargo run --release --example poll -- --question "Lunch?" --option Pizza --option Salad
 //! ```
 //!
-//! WebSocket `/ws/poll/{id}/` (poll `1` here; another id is refused with 403), with the `voter`
-//! cookie the page's `GET /` sets (a random id: one vote per browser). On connecting a client
+//! WebSocket `/ws/poll/{id}/` (poll `1` here; another id is refused with 404), with the `voter`
+//! cookie the page's `GET /` sets (a random id: one vote per browser; without it, 401). On connecting a client
 //! receives `{"question": "..", "options": [..]}` and then `{"counts": {"Rust": 3, ..}, "yours":
 //! "Rust"}` (`yours`: `null` before voting). It sends `{"vote": "<option>"}`: counted once per
 //! voter, a second vote moves it; the voter gets `{"voted": "<option>"}` back from the tally, and
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
@@ -189,10 +189,12 @@ impl JsonWebSocketConsumer for PollConsumer {
             .unwrap_or_default()
             .to_owned();
         let Some(question) = self.polls.get(&poll).cloned() else {
-            return Ok(ctx.close(4404, "no such poll").await?); // before accept: 403
+            ctx.reject(StatusCode::NOT_FOUND)?;
+            return Ok(());
         };
         if voter.len() < 16 {
-            return Ok(ctx.close(4401, "open the poll's page first").await?);
+            ctx.reject(StatusCode::UNAUTHORIZED)?; // open the poll's page first: it sets one
+            return Ok(());
         }
         (self.poll, self.voter) = (poll, voter);
         ctx.group_add(&group(&self.poll)).await?;

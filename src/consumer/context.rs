@@ -291,6 +291,31 @@ impl Context {
         true
     }
 
+    /// Refuses the handshake with HTTP `status` instead of accepting it: 404 for a room that does
+    /// not exist, 401 without credentials, 429 for too many tries — where
+    /// [`close`](Self::close) before accepting always answers 403 (as Channels does). Only before
+    /// [`accept`](Self::accept); the client sees the status (over HTTP/2, on its stream), and
+    /// the refusal is counted by it in [`Stats::refused`](crate::Stats::refused). A status that
+    /// is not a client or server error (4xx, 5xx) is answered as 403: anything else could read as
+    /// an accepted WebSocket.
+    ///
+    /// # Errors
+    ///
+    /// [`WebSocketError::AlreadyAnswered`] after an accept, a close or an earlier refusal.
+    #[doc(alias = "deny")]
+    pub fn reject(&mut self, status: StatusCode) -> Result<(), WebSocketError> {
+        let status = if status.is_client_error() || status.is_server_error() {
+            status
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        if self.refuse(status) {
+            Ok(())
+        } else {
+            Err(WebSocketError::AlreadyAnswered)
+        }
+    }
+
     /// Whether the connection is accepted and not closing: sends will be attempted.
     pub fn is_open(&self) -> bool {
         matches!(self.phase, Phase::Open(_))
