@@ -117,7 +117,7 @@ async fn a_dashboard_that_comes_back_gets_exactly_what_it_missed() {
     }
     assert_eq!(
         recv_json(&mut board).await,
-        json!({ "type": "recovery", "recovered": true, "missed": 3 })
+        json!({ "type": "recovery", "asked": true, "recovered": true, "missed": 3 })
     );
     post_json(server.addr, "/sensors/a", &json!({ "value": 5.0 })).await;
     assert_eq!(reading(&recv_json(&mut board).await), ("a", 5.0));
@@ -126,7 +126,7 @@ async fn a_dashboard_that_comes_back_gets_exactly_what_it_missed() {
     let mut lost = server.connect("/ws/sensor_data/?since=gone:7").await;
     assert_eq!(
         recv_json(&mut lost).await,
-        json!({ "type": "recovery", "recovered": false, "missed": 0 })
+        json!({ "type": "recovery", "asked": true, "recovered": false, "missed": 0 })
     );
     drop((board, lost));
     server.shutdown().await;
@@ -146,6 +146,26 @@ async fn simulated_sensors_feed_the_same_stream() {
     })
     .await;
     assert_eq!(seen, ["sim-1".to_owned(), "sim-2".to_owned()].into());
+    drop(board);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_new_dashboard_draws_the_last_readings_at_once() {
+    let server = start().await;
+    for value in [1.0, 2.0, 3.0] {
+        post_json(server.addr, "/sensors/a", &json!({ "value": value })).await;
+    }
+    let mut board = server.connect("/ws/sensor_data/").await;
+    for value in [1.0, 2.0, 3.0] {
+        assert_eq!(reading(&recv_json(&mut board).await), ("a", value));
+    }
+    assert_eq!(
+        recv_json(&mut board).await,
+        json!({ "type": "recovery", "asked": false, "recovered": true, "missed": 3 })
+    );
+    post_json(server.addr, "/sensors/a", &json!({ "value": 4.0 })).await;
+    assert_eq!(reading(&recv_json(&mut board).await), ("a", 4.0));
     drop(board);
     server.shutdown().await;
 }

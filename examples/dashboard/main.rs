@@ -15,8 +15,9 @@
 //! feeds the same stream (202), and `GET /events` serves it as server-sent events (`event:
 //! reading`). A dashboard that comes back connects with `?since=<epoch>:<offset>` of the last
 //! reading it has: it first gets the readings it missed (from the layer's stream of the group,
-//! the last 1,000 of 10 minutes), then `{"type": "recovery", "recovered": true, "missed": 3}`
-//! (`recovered: false`: the stream no longer holds them, e.g. after a restart).
+//! the last 1,000 of 10 minutes), then `{"type": "recovery", "asked": true, "recovered": true,
+//! "missed": 3}` (`recovered: false`: the stream no longer holds them, e.g. after a restart). A
+//! new page gets the last 120 readings the same way (`"asked": false`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -35,6 +36,8 @@ use switchboard::routing::{ProtocolTypeRouter, UrlRouter};
 use switchboard::sse::{self, SseConsumer, SseContext, SseEvent};
 
 const GROUP: &str = "sensors";
+/// Readings a new page gets at once, from the group's stream.
+const RECENT: u64 = 120;
 
 /// A reading, as sensors send it and as the group carries it (with its `type`).
 #[derive(Serialize, Deserialize)]
@@ -72,25 +75,46 @@ impl JsonWebSocketConsumer for SensorDataConsumer {
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         ctx.group_add(GROUP).await?;
         ctx.accept().await?;
-        let since: Option<StreamPosition> = ctx
+        let asked: Option<StreamPosition> = ctx
             .scope()
             .query_param("since")
             .and_then(|s| s.parse().ok());
-        if let Some(since) = since {
-            // What this dashboard missed, then how that went; live readings it already got
-            // here are not sent again.
-            let recovery = ctx.recover(GROUP, &since).await?;
-            let mut missed = 0;
-            if let Recovery::Recovered { events, .. } = &recovery {
-                for event in events {
-                    ctx.feed_text(event.to_text_with_position()).await?;
-                }
-                missed = events.len();
+        let since = match &asked {
+            Some(since) => since.clone(),
+            // A new page: the stream's last readings, to draw at once. Offsets have no gaps,
+            // so the last RECENT are those after `now - RECENT`.
+            None => match ctx
+                .recover(
+                    GROUP,
+                    &StreamPosition {
+                        epoch: String::new(),
+                        offset: 0,
+                    },
+                )
+                .await?
+                .position()
+            {
+                Some(now) => StreamPosition {
+                    epoch: now.epoch.clone(),
+                    offset: now.offset.saturating_sub(RECENT),
+                },
+                None => return Ok(()), // no reading yet
+            },
+        };
+        // What this dashboard missed (or the recent readings), then how that went; live
+        // readings it already got here are not sent again.
+        let recovery = ctx.recover(GROUP, &since).await?;
+        let mut missed = 0;
+        if let Recovery::Recovered { events, .. } = &recovery {
+            for event in events {
+                ctx.feed_text(event.to_text_with_position()).await?;
             }
-            let recovered = matches!(recovery, Recovery::Recovered { .. });
-            ctx.send_json(&json!({ "type": "recovery", "recovered": recovered, "missed": missed }))
-                .await?;
+            missed = events.len();
         }
+        let recovered = matches!(recovery, Recovery::Recovered { .. });
+        let asked = asked.is_some();
+        ctx.send_json(&json!({ "type": "recovery", "asked": asked, "recovered": recovered, "missed": missed }))
+            .await?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 // The dashboard example in headless Chromium: simulated sensors draw live lines, a reading
 // posted over HTTP appears, a paused page gets exactly the readings it missed when it comes
-// back (no hole), and the page reconnects after a server restart.
+// back (no hole), a new page draws the recent readings at once, and the page reconnects after
+// a server restart.
 'use strict';
 
 const { test, before, after } = require('node:test');
@@ -61,6 +62,13 @@ test('live lines, posted readings, no hole after a pause, and a reconnect after 
   assert.equal(await points(page, 'greenhouse'), before + 4);
   const values = await page.$eval('#legend li[data-sensor="greenhouse"] .value', (v) => v.textContent.trim());
   assert.equal(values, '4.00');
+
+  // A page opened now draws the stream's recent readings at once: greenhouse's four among them.
+  const late = await (await browser.newContext()).newPage();
+  await late.goto(`http://${address}/`);
+  await late.waitForFunction(() => document.querySelector('#legend li[data-sensor="greenhouse"]')?.dataset.points === '4',
+    null, { timeout: WAIT });
+  assert.equal(await late.textContent('#notice'), '');
 
   // The server restarts: the page reconnects; its history went with the process, and it says so.
   await stop(server);
