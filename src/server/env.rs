@@ -66,6 +66,9 @@ impl ServerConfig {
     /// | `SWITCHBOARD_RATE_LIMIT_POLICY` | its policy: `drop`, or `close:<n>` (close with 1008 after `n` dropped in a row) |
     /// | `SWITCHBOARD_HTTP2` | [`http2`](Self::http2): `on` (the default settings) or `off` (HTTP/1.1 only) |
     /// | `SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION` | [`Http2Config::max_websockets_per_connection`](crate::Http2Config::max_websockets_per_connection) (when HTTP/2 is on) |
+    /// | `SWITCHBOARD_HTTP2_MAX_CONCURRENT_STREAMS` | [`Http2Config::max_concurrent_streams`](crate::Http2Config::max_concurrent_streams) |
+    /// | `SWITCHBOARD_HTTP2_IDLE_TIMEOUT` | [`Http2Config::idle_timeout`](crate::Http2Config::idle_timeout): seconds, or `off` |
+    /// | `SWITCHBOARD_HTTP2_KEEP_ALIVE_INTERVAL` | [`Http2Config::keep_alive_interval`](crate::Http2Config::keep_alive_interval): seconds, or `off` |
     /// | `SWITCHBOARD_TRUSTED_PROXIES` | [`trusted_proxies`](Self::trusted_proxies): addresses or networks, comma-separated |
     /// | `SWITCHBOARD_ROOT_PATH` | [`root_path`](Self::root_path) |
     ///
@@ -244,6 +247,37 @@ impl ServerConfig {
                 http2.max_websockets_per_connection = count;
             }
         }
+        if let Some(value) = lookup("SWITCHBOARD_HTTP2_MAX_CONCURRENT_STREAMS") {
+            let count: Option<u32> = value.trim().parse().ok().filter(|n| *n > 0);
+            parse(
+                "SWITCHBOARD_HTTP2_MAX_CONCURRENT_STREAMS",
+                COUNT,
+                count.map(|_| ()),
+            )?;
+            if let (Some(http2), Some(count)) = (config.http2.as_mut(), count) {
+                http2.max_concurrent_streams = count;
+            }
+        }
+        for variable in [
+            "SWITCHBOARD_HTTP2_IDLE_TIMEOUT",
+            "SWITCHBOARD_HTTP2_KEEP_ALIVE_INTERVAL",
+        ] {
+            if let Some(value) = lookup(variable) {
+                let every = if is_off(&value, "off") {
+                    None
+                } else {
+                    let every = seconds(&value).filter(|d| !d.is_zero());
+                    parse(variable, SECONDS_OR_OFF, every.map(|_| ()))?;
+                    every
+                };
+                if let Some(http2) = config.http2.as_mut() {
+                    match variable {
+                        "SWITCHBOARD_HTTP2_IDLE_TIMEOUT" => http2.idle_timeout = every,
+                        _ => http2.keep_alive_interval = every,
+                    }
+                }
+            }
+        }
         if let Some(value) = lookup("SWITCHBOARD_ALLOWED_ORIGINS") {
             let patterns: Vec<&str> = value
                 .split(',')
@@ -365,6 +399,9 @@ mod tests {
             ("SWITCHBOARD_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1"),
             ("SWITCHBOARD_ROOT_PATH", "/chat"),
             ("SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION", "16"),
+            ("SWITCHBOARD_HTTP2_MAX_CONCURRENT_STREAMS", "64"),
+            ("SWITCHBOARD_HTTP2_IDLE_TIMEOUT", "90"),
+            ("SWITCHBOARD_HTTP2_KEEP_ALIVE_INTERVAL", "off"),
             ("UNRELATED", "x"),
         ])
         .unwrap();
@@ -400,7 +437,11 @@ mod tests {
             .collect();
         assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"]);
         assert_eq!(config.root_path, "/chat");
-        assert_eq!(config.http2.unwrap().max_websockets_per_connection, 16);
+        let http2 = config.http2.unwrap();
+        assert_eq!(http2.max_websockets_per_connection, 16);
+        assert_eq!(http2.max_concurrent_streams, 64);
+        assert_eq!(http2.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(http2.keep_alive_interval, None);
 
         let config = ServerConfig::from_vars([
             ("SWITCHBOARD_SLOW_CLIENT", "5"),
@@ -447,6 +488,9 @@ mod tests {
             ("SWITCHBOARD_ROOT_PATH", "chat"),
             ("SWITCHBOARD_HTTP2", "yes"),
             ("SWITCHBOARD_MAX_WEBSOCKETS_PER_CONNECTION", "0"),
+            ("SWITCHBOARD_HTTP2_MAX_CONCURRENT_STREAMS", "-5"),
+            ("SWITCHBOARD_HTTP2_IDLE_TIMEOUT", "0"),
+            ("SWITCHBOARD_HTTP2_KEEP_ALIVE_INTERVAL", "soon"),
         ] {
             let error = ServerConfig::from_vars([(variable, value)]).unwrap_err();
             assert_eq!((error.variable, error.value.as_str()), (variable, value));
