@@ -28,8 +28,9 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// A server certificate chain and its key, for [`Serve::tls`](crate::Serve::tls). HTTP/1.1 only
-/// (ALPN `http/1.1`), TLS 1.2 and 1.3 with rustls' safe defaults, the `ring` provider.
+/// A server certificate chain and its key, for [`Serve::tls`](crate::Serve::tls). ALPN offers
+/// `h2` then `http/1.1` (only `http/1.1` when [`ServerConfig::http2`](crate::ServerConfig::http2)
+/// is `None`), TLS 1.2 and 1.3 with rustls' safe defaults, the `ring` provider.
 ///
 /// ```no_run
 /// # #[allow(dead_code)]
