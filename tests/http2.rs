@@ -745,3 +745,24 @@ async fn every_client_that_closes_gets_the_server_s_close_frame() {
     assert!(codes.iter().all(|code| *code == Some(1001)), "{codes:?}");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_client_that_never_sent_a_byte() {
+    // Both timeouts far above the test's 10 s wait: only closing the silent connection at once
+    // lets `serve` return in time.
+    let mut config = ServerConfig::default();
+    config.header_read_timeout = Duration::from_secs(60);
+    config.shutdown_timeout = Duration::from_secs(60);
+    let (server, _layer) = start(config).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // The server has taken the connection once it answers on another one.
+    assert!(common::get(server.addr, "/hello")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    server.shutdown().await;
+    let mut buffer = [0u8; 16];
+    assert!(matches!(
+        within(silent.read(&mut buffer)).await,
+        Ok(0) | Err(_)
+    ));
+}

@@ -393,7 +393,15 @@ async fn serve_http<S>(
         (None, Some(_)) => {
             // A client that connects and sends nothing is bound by the header read timeout
             // here as in HTTP/1.1's head (a peek with no timeout would hold its socket forever).
-            match tokio::time::timeout(config.header_read_timeout, transport::sniff(io)).await {
+            let first_bytes =
+                tokio::time::timeout(config.header_read_timeout, transport::sniff(io));
+            let shutdown = dispatcher.env.shutdown.clone();
+            let first_bytes = tokio::select! {
+                read = first_bytes => read,
+                // Nothing asked yet: nothing to finish.
+                () = shutdown.cancelled() => return,
+            };
+            match first_bytes {
                 Ok(Ok(sniffed)) => sniffed,
                 Ok(Err(error)) => {
                     tracing::debug!(target: "switchboard::server", %error, peer = ?origin.client, "connection failed before its first request");
