@@ -158,3 +158,39 @@ fn bad_pem_is_a_typed_error() {
     ));
     assert!(TlsConfig::from_pem_files("/nonexistent/cert.pem", "/nonexistent/key.pem").is_err());
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_tls_handshake_that_never_started() {
+    // Both timeouts far above the test's 10 s wait: only dropping the silent handshake at once
+    // lets `serve` return in time.
+    let cert = certificate();
+    let tls = TlsConfig::from_pem(cert.pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
+    let mut config = switchboard::ServerConfig::default();
+    config.header_read_timeout = std::time::Duration::from_secs(60);
+    config.shutdown_timeout = std::time::Duration::from_secs(60);
+    let app = ProtocolTypeRouter::new().websocket(UrlRouter::new().route("/ws/", || Echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        switchboard::serve(listener, app)
+            .tls(tls)
+            .config(config)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server has taken the silent connection once it has finished a handshake after it.
+    let connector = tokio_rustls::TlsConnector::from(client_config(&cert));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    drop(within(connector.connect(name, tcp)).await.unwrap());
+    stop.send(()).unwrap();
+    within(server).await.unwrap().unwrap();
+    let mut buffer = [0u8; 16];
+    assert!(matches!(
+        within(silent.read(&mut buffer)).await,
+        Ok(0) | Err(_)
+    ));
+}

@@ -350,7 +350,13 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Liste
     if let Some(acceptor) = shared.tls.clone() {
         let timeout = shared.dispatcher.config.header_read_timeout;
         let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
-        match handshake.await {
+        let shutdown = shared.dispatcher.env.shutdown.clone();
+        let handshake = tokio::select! {
+            handshake = handshake => handshake,
+            // Nothing asked yet: nothing to finish.
+            () = shutdown.cancelled() => return,
+        };
+        match handshake {
             Ok(Ok(stream)) => {
                 let origin = Peer {
                     secure: true,
