@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use switchboard::application::WebSocketApplication;
-use switchboard::consumer::{Context, InvalidMessage, JsonWebSocketConsumer};
+use switchboard::consumer::{Context, InvalidMessagePolicy, JsonWebSocketConsumer};
 use switchboard::layer::{user_group, Recovery, StreamPosition};
 use switchboard::middleware::{
     AuthMiddleware, Authenticator, CookieMiddleware, Cookies, TokenSource,
@@ -189,6 +189,8 @@ impl JsonWebSocketConsumer for ChatConsumer {
     /// Room messages go out with their stream position, which the page sends back as `?since=`
     /// when it reconnects.
     const FORWARDS_POSITIONS: bool = true;
+    /// Malformed input gets `{"error": ..}`, and the connection carries on.
+    const INVALID_MESSAGE_POLICY: InvalidMessagePolicy = InvalidMessagePolicy::Reply;
 
     async fn connect(&mut self, ctx: &mut Context) -> switchboard::Result<()> {
         let room = ctx
@@ -300,14 +302,6 @@ impl JsonWebSocketConsumer for ChatConsumer {
         let stored = self.history.add(&self.room, &user, message).await?;
         ctx.group_send(&self.group, &ChatMessage { stored }).await?;
         Ok(())
-    }
-
-    async fn invalid_message(
-        &mut self,
-        ctx: &mut Context,
-        error: InvalidMessage,
-    ) -> switchboard::Result<()> {
-        send_error(ctx, &error.to_string()).await
     }
 }
 
