@@ -603,15 +603,7 @@ async fn mounted_in_axum_serve_websockets_come_over_http2_too() {
     let router = axum::Router::new()
         .route("/hello", axum::routing::get(|| async { "hello" }))
         .fallback_service(switchboard::AppService::new(app(&layer)).channel_layer(layer.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    let addr = common::axum_serve(router).await;
     let mut client = H2::h2c(addr).await;
     let (mut a, hello) = client.join().await;
     assert_eq!(hello["http_version"], "HTTP/2.0");

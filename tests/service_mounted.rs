@@ -11,7 +11,9 @@ mod axum_app;
 
 use std::net::SocketAddr;
 
-use common::{connect_to, get, handshake_status, recv_close, recv_json, send_json, within, Client};
+use common::{
+    axum_serve, connect_to, get, handshake_status, recv_close, recv_json, send_json, within, Client,
+};
 use serde_json::json;
 use switchboard::consumer::{Context, WebSocketConsumer};
 use switchboard::layer::LayerHandle;
@@ -133,20 +135,6 @@ impl WebSocketConsumer for WhoAmI {
         ctx.send_json(&answer).await?;
         Ok(())
     }
-}
-
-/// Serves `router` with plain `axum::serve` (with `ConnectInfo`) on 127.0.0.1:0.
-async fn axum_serve(router: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    addr
 }
 
 #[tokio::test]

@@ -397,3 +397,17 @@ impl EventReader {
         }
     }
 }
+
+/// Serves `router` with plain `axum::serve` (with `ConnectInfo`) on 127.0.0.1:0.
+pub async fn axum_serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    addr
+}
